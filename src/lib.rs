@@ -1,0 +1,44 @@
+//! # unlocked
+//!
+//! Thread-safe state for web frameworks, without making every request wait on a lock.
+//!
+//! Django's "threading improvements" spec found three places where every request thread
+//! touches shared mutable state — the template loader's cache, the models, the sessions — and
+//! proposed a reusable locking module with five lock levels. This crate builds all of it:
+//!
+//! * [`lock`]: reentrant locks at the five levels (global, module, class, instance, function),
+//!   with race-free lazy creation, lock-order checking and contention statistics. They are a
+//!   public API of their own and the blocking fallback of every component.
+//! * [`Strategy`]: each component takes [`LockFree`] (the default) or [`Blocking`] as a type
+//!   parameter: same API, same tests, different synchronisation.
+//!
+//! See `docs/design.md` in the repository for the architecture and `docs/benchmarks.md` for
+//! measured figures.
+//!
+//! ## Quick start
+//!
+//! ```
+//! use std::cell::Cell;
+//! use unlocked::lock::{self, InstanceLock};
+//!
+//! // A lock per object, around the data it protects.
+//! let hits = InstanceLock::new(Cell::new(0_u64));
+//! hits.locked(|n| n.set(n.get() + 1));
+//! assert_eq!(hits.lock().get(), 1);
+//!
+//! // A lock per type, found without taking a lock once created.
+//! struct Article;
+//! let _guard = lock::class::<Article>().lock();
+//! ```
+
+#![warn(missing_docs, rust_2018_idioms, unreachable_pub)]
+
+pub mod error;
+pub mod lock;
+pub mod model;
+pub mod session;
+pub mod strategy;
+pub(crate) mod sync;
+pub mod template;
+
+pub use strategy::{Blocking, LockFree, Strategy, StrategyKind};

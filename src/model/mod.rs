@@ -1,0 +1,4 @@
+//! Model component (work in progress: see the issue tracker).
+
+#[doc(hidden)]
+pub mod strategy;

@@ -1,0 +1,155 @@
+//! The strategy vocabulary: how a component synchronises.
+//!
+//! Every component of the crate (template cache, session store, model store) takes a strategy
+//! as a type parameter with a default, the way `arc-swap` takes its `Strategy` and `lock_api`
+//! its raw lock:
+//!
+//! * [`LockFree`] (the default): readers never block and never write shared memory on the hit
+//!   path; writers publish with compare-and-swap (arc-swap snapshots, flurry bins, versioned
+//!   records).
+//! * [`Blocking`]: the same public API, implemented with the reentrant locks of
+//!   [`crate::lock`] at the level the Django threading spec proposed for that component. Pick it
+//!   when writes dominate, when you want the simplest mental model, or to compare.
+//!
+//! The trait is sealed: the set of strategies is part of the crate's design, and the component
+//! back ends are selected through hidden supertraits that may change between releases.
+//!
+//! ```
+//! use unlocked::{Blocking, LockFree, Strategy, StrategyKind};
+//!
+//! fn describe<S: Strategy>() -> &'static str {
+//!     S::KIND.name()
+//! }
+//! assert_eq!(describe::<LockFree>(), "lock-free");
+//! assert_eq!(describe::<Blocking>(), "blocking");
+//! assert_eq!(StrategyKind::ALL.len(), 2);
+//! ```
+
+use std::fmt;
+
+mod sealed {
+    pub trait Sealed {}
+    impl Sealed for super::LockFree {}
+    impl Sealed for super::Blocking {}
+}
+
+/// How a component synchronises: [`LockFree`] or [`Blocking`]. Sealed.
+///
+/// Generic code can be written over `S: Strategy` and instantiated for both; see
+/// [`strategy_tests!`](crate::strategy_tests) for running one test scenario per strategy.
+pub trait Strategy:
+    sealed::Sealed
+    + crate::template::strategy::TemplateStrategy
+    + crate::session::strategy::SessionStrategy
+    + crate::model::strategy::ModelStrategy
+    + Copy
+    + Default
+    + fmt::Debug
+    + Send
+    + Sync
+    + 'static
+{
+    /// Which strategy this is, as a value.
+    const KIND: StrategyKind;
+}
+
+/// The default strategy: readers never block, writers publish with compare-and-swap.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub struct LockFree;
+
+/// The blocking fallback: the same API, implemented with [`crate::lock`]'s reentrant locks.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub struct Blocking;
+
+impl Strategy for LockFree {
+    const KIND: StrategyKind = StrategyKind::LockFree;
+}
+
+impl Strategy for Blocking {
+    const KIND: StrategyKind = StrategyKind::Blocking;
+}
+
+/// A strategy as a runtime value (for reports, configuration and command-line flags).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[non_exhaustive]
+pub enum StrategyKind {
+    /// [`LockFree`].
+    LockFree,
+    /// [`Blocking`].
+    Blocking,
+}
+
+impl StrategyKind {
+    /// Every strategy, in a fixed order.
+    pub const ALL: &'static [StrategyKind] = &[StrategyKind::LockFree, StrategyKind::Blocking];
+
+    /// A short lowercase name: `"lock-free"` or `"blocking"`.
+    pub const fn name(self) -> &'static str {
+        match self {
+            StrategyKind::LockFree => "lock-free",
+            StrategyKind::Blocking => "blocking",
+        }
+    }
+}
+
+impl fmt::Display for StrategyKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+impl std::str::FromStr for StrategyKind {
+    type Err = crate::error::ParseStrategyError;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s.to_ascii_lowercase().as_str() {
+            "lock-free" | "lockfree" | "lock_free" => Ok(StrategyKind::LockFree),
+            "blocking" => Ok(StrategyKind::Blocking),
+            _ => Err(crate::error::ParseStrategyError {
+                input: s.to_owned(),
+            }),
+        }
+    }
+}
+
+/// Instantiates generic test scenarios once per strategy.
+///
+/// Each listed function must be generic over `S: Strategy` and take no arguments. The macro
+/// emits a `lock_free` and a `blocking` module holding one `#[test]` per scenario, so a
+/// scenario written once runs against both strategies. Attributes written before a name
+/// (`#[ignore]`, `#[should_panic]`, `#[cfg(...)]`) are copied onto both tests.
+///
+/// ```
+/// use unlocked::Strategy;
+///
+/// fn kind_round_trips<S: Strategy>() {
+///     assert_eq!(S::KIND.name().parse::<unlocked::StrategyKind>().unwrap(), S::KIND);
+/// }
+///
+/// // Expands to `lock_free::kind_round_trips` and `blocking::kind_round_trips`, two `#[test]`s.
+/// unlocked::strategy_tests!(kind_round_trips);
+/// # fn main() { kind_round_trips::<unlocked::LockFree>(); kind_round_trips::<unlocked::Blocking>(); }
+/// ```
+#[macro_export]
+macro_rules! strategy_tests {
+    ($( $(#[$meta:meta])* $name:ident ),+ $(,)?) => {
+        mod lock_free {
+            $(
+                #[test]
+                $(#[$meta])*
+                pub(super) fn $name() {
+                    super::$name::<$crate::LockFree>();
+                }
+            )+
+        }
+        mod blocking {
+            $(
+                #[test]
+                $(#[$meta])*
+                pub(super) fn $name() {
+                    super::$name::<$crate::Blocking>();
+                }
+            )+
+        }
+    };
+}
