@@ -1,1 +1,2 @@
+//! Placeholder: the model bench lands with its component.
 fn main() {}

@@ -1,1 +1,2 @@
+//! Placeholder: the session bench lands with its component.
 fn main() {}

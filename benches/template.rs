@@ -1,1 +1,2 @@
+//! Placeholder: the template bench lands with its component.
 fn main() {}

@@ -6,7 +6,7 @@
 //!
 //! | level | one lock per | how to get it | finding it costs |
 //! |---|---|---|---|
-//! | [`Level::Global`] | process | [`global()`] | a thread-local lookup |
+//! | [`Level::Global`] | process | [`global()`] | one atomic load |
 //! | [`Level::Module`] | module path | [`module_lock!()`](crate::module_lock), [`module(path)`](module()) | one atomic load (macro); a thread-local lookup (function) |
 //! | [`Level::Class`] | type | [`class_lock!(T)`](crate::class_lock), [`class::<T>()`](class()) | as above |
 //! | [`Level::Instance`] | live object | a [`InstanceLock`] field in the object | nothing: it is in the object |
@@ -61,7 +61,8 @@
 //!
 //! # Contention statistics
 //!
-//! Each lock counts its acquisitions (a plain store by the holder, no read-modify-write), and
+//! Each lock counts its acquisitions, re-entries included (a plain store by the holder, no
+//! read-modify-write), and
 //! on the slow path only — when another thread held it — the contended acquisitions and the
 //! time spent waiting. [`report()`] lists every keyed lock, hottest first, and one line per
 //! instance-lock label summing the instance locks that have been dropped: use it to find the
@@ -81,8 +82,8 @@ mod registry;
 
 use std::any::TypeId;
 use std::cell::RefCell;
-use std::collections::HashMap;
 use std::fmt;
+use std::hash::BuildHasher;
 use std::sync::LazyLock;
 use std::time::Duration;
 
@@ -143,7 +144,7 @@ impl Level {
 
 impl fmt::Display for Level {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.name())
+        f.pad(self.name())
     }
 }
 
@@ -159,7 +160,6 @@ enum Key {
 /// the path (two copies of one path at two addresses just make two cache entries).
 #[derive(Clone, Copy, PartialEq, Eq, Hash)]
 enum CacheKey {
-    Global,
     ModulePtr(usize, usize),
     Type(Level, TypeId),
 }
@@ -167,10 +167,16 @@ enum CacheKey {
 static LOCKS: LazyLock<Registry<Key, Lock>> = LazyLock::new(Registry::new);
 static INSTANCE_STATS: LazyLock<Registry<&'static str, LockStats>> = LazyLock::new(Registry::new);
 
-type Cache = HashMap<CacheKey, &'static Lock, foldhash::fast::FixedState>;
+/// Slots in each thread's cache of keyed locks. Direct-mapped: a key lives in one slot, chosen
+/// by its hash; a collision evicts, and the evicted key is found again in the registry's
+/// snapshot (lock-free) on its next use.
+const CACHE_SLOTS: usize = 64;
+
+type Slot = Option<(CacheKey, &'static Lock)>;
 
 crate::sync::thread_local! {
-    static CACHE: RefCell<Cache> = RefCell::new(Cache::with_hasher(foldhash::fast::FixedState::with_seed(0x5eed)));
+    /// `Copy` entries and no destructor, so reaching it is a plain thread-local access.
+    static CACHE: RefCell<[Slot; CACHE_SLOTS]> = RefCell::new([None; CACHE_SLOTS]);
 }
 
 #[inline]
@@ -178,13 +184,18 @@ fn find(
     cache_key: CacheKey,
     describe: impl FnOnce() -> (Key, Level, &'static str),
 ) -> &'static Lock {
+    let slot =
+        foldhash::fast::FixedState::with_seed(0x5eed).hash_one(cache_key) as usize % CACHE_SLOTS;
     // `try_with`: during thread-local destruction the cache is gone; go to the registry.
-    if let Ok(Some(lock)) = CACHE.try_with(|c| c.borrow().get(&cache_key).copied()) {
+    if let Ok(Some(lock)) = CACHE.try_with(|c| match c.borrow()[slot] {
+        Some((key, lock)) if key == cache_key => Some(lock),
+        _ => None,
+    }) {
         return lock;
     }
     let (key, level, label) = describe();
     let lock = LOCKS.get_or_create(key, || Lock::with_level(level, label, ()));
-    let _ = CACHE.try_with(|c| c.borrow_mut().insert(cache_key, lock));
+    let _ = CACHE.try_with(|c| c.borrow_mut()[slot] = Some((cache_key, lock)));
     lock
 }
 
@@ -199,7 +210,12 @@ pub(crate) fn instance_aggregate(label: &'static str) -> &'static LockStats {
 /// section that must exclude everything else (it is the coarsest level, so it must be taken
 /// before any other lock).
 pub fn global() -> &'static Lock {
-    find(CacheKey::Global, || (Key::Global, Level::Global, "global"))
+    static GLOBAL: LazyLock<&'static Lock> = LazyLock::new(|| {
+        LOCKS.get_or_create(Key::Global, || {
+            Lock::with_level(Level::Global, "global", ())
+        })
+    });
+    *GLOBAL
 }
 
 /// The lock of the module at `path` (use `module_path!()`, or [`module_lock!`](crate::module_lock)
@@ -208,16 +224,21 @@ pub fn global() -> &'static Lock {
 /// Keys are compared by content; the lock lives for the rest of the process, so use a fixed
 /// set of paths, not per-request strings.
 pub fn module(path: &'static str) -> &'static Lock {
-    find(CacheKey::ModulePtr(path.as_ptr() as usize, path.len()), || {
-        (Key::Module(path), Level::Module, path)
-    })
+    find(
+        CacheKey::ModulePtr(path.as_ptr() as usize, path.len()),
+        || (Key::Module(path), Level::Module, path),
+    )
 }
 
 /// The lock of type `C` (Django's class-level lock, e.g. one per model type).
 pub fn class<C: ?Sized + 'static>() -> &'static Lock {
     let id = TypeId::of::<C>();
     find(CacheKey::Type(Level::Class, id), || {
-        (Key::Type(Level::Class, id), Level::Class, std::any::type_name::<C>())
+        (
+            Key::Type(Level::Class, id),
+            Level::Class,
+            std::any::type_name::<C>(),
+        )
     })
 }
 
@@ -230,7 +251,11 @@ pub fn class<C: ?Sized + 'static>() -> &'static Lock {
 pub fn function<F: 'static>(_func: &F) -> &'static Lock {
     let id = TypeId::of::<F>();
     find(CacheKey::Type(Level::Function, id), || {
-        (Key::Type(Level::Function, id), Level::Function, std::any::type_name::<F>())
+        (
+            Key::Type(Level::Function, id),
+            Level::Function,
+            std::any::type_name::<F>(),
+        )
     })
 }
 
@@ -272,7 +297,7 @@ pub fn __call_site<S: 'static>() -> &'static Lock {
 ///
 /// ```
 /// let guard = unlocked::module_lock!().lock();
-/// assert_eq!(unlocked::lock::Lock::key(&unlocked::module_lock!()), module_path!());
+/// assert_eq!(unlocked::module_lock!().key(), module_path!());
 /// drop(guard);
 /// ```
 #[macro_export]
@@ -363,7 +388,7 @@ pub struct LockReport {
     pub level: Level,
     /// Module path, type name, function name, instance label, or `"global"`.
     pub key: &'static str,
-    /// Outer acquisitions (re-entries are not counted).
+    /// Successful acquisitions, re-entries included.
     pub acquisitions: u64,
     /// Acquisitions that found the lock held by another thread.
     pub contended: u64,

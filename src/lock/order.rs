@@ -5,11 +5,13 @@
 //! waits for the coarser, the other the reverse), so the check refuses it before blocking.
 //! Re-entering a lock already held never deadlocks and is never refused.
 //!
-//! The record is thread-local: no shared write, no lock. It is on by default in debug builds
-//! (or with the `lock-order` feature) and can be switched at run time with
-//! [`set_order_check`](super::set_order_check).
+//! The record is thread-local (no shared write, no lock) and has no destructor, so reaching it
+//! is a plain thread-pointer-relative access: a fixed stack of the held locks plus a bitmask of
+//! the levels held, which makes the common case (no violation) one shift and compare. It is on
+//! by default in debug builds (or with the `lock-order` feature) and can be switched at run
+//! time with [`set_order_check`](super::set_order_check).
 
-use std::cell::RefCell;
+use std::cell::Cell;
 use std::panic::Location;
 use std::sync::atomic::{AtomicBool, Ordering};
 
@@ -20,17 +22,47 @@ use crate::error::{LockOrderError, LockSite};
 /// is configuration, not part of a protocol, and must be usable from a `static`.
 static ENABLED: AtomicBool = AtomicBool::new(cfg!(any(debug_assertions, feature = "lock-order")));
 
+/// How many distinct held locks one thread can have recorded. Acquisitions beyond that are not
+/// recorded (nor checked against), which only weakens the check for threads holding more than
+/// this many locks at once.
+pub(crate) const CAPACITY: usize = 32;
+
 #[derive(Clone, Copy)]
 struct Held {
-    /// Address of the lock, to find the entry again when its guard drops.
+    /// Address of the lock, to find the entry again when its guard drops (0: empty slot).
     lock: usize,
     site: LockSite,
 }
 
-crate::sync::thread_local! {
-    static HELD: RefCell<Vec<Held>> = RefCell::new(Vec::new());
+impl Held {
+    const EMPTY: Held = Held {
+        lock: 0,
+        site: LockSite {
+            level: Level::Global,
+            key: "",
+            location: Location::caller(),
+        },
+    };
 }
 
+struct Stack {
+    len: Cell<usize>,
+    /// Bit `level` is set while at least one lock of that level is held.
+    mask: Cell<u8>,
+    per_level: [Cell<u16>; 5],
+    entries: [Cell<Held>; CAPACITY],
+}
+
+crate::sync::thread_local! {
+    static HELD: Stack = Stack {
+        len: Cell::new(0),
+        mask: Cell::new(0),
+        per_level: [const { Cell::new(0) }; 5],
+        entries: [const { Cell::new(Held::EMPTY) }; CAPACITY],
+    };
+}
+
+#[inline]
 pub(crate) fn enabled() -> bool {
     // Relaxed: a configuration flag; a thread that sees the old value for a moment checks (or
     // skips) one more acquisition, and each guard remembers whether it recorded itself.
@@ -41,46 +73,83 @@ pub(crate) fn set_enabled(on: bool) {
     ENABLED.store(on, Ordering::Relaxed);
 }
 
-/// Refuses the acquisition of a lock at `level` if this thread holds a finer lock.
-pub(crate) fn check(
-    level: Level,
-    key: &'static str,
-    location: &'static Location<'static>,
-) -> Result<(), LockOrderError> {
+/// What [`check_and_push`] did.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Pushed {
+    /// Recorded as held: the caller must [`pop`] it when the acquisition fails or its guard
+    /// drops.
+    Recorded,
+    /// Not recorded: this thread already holds [`CAPACITY`] locks.
+    Full,
+    /// A finer lock is held: call [`violation`] for the error.
+    Refused,
+}
+
+/// Refuses the acquisition of `site` if this thread holds a finer lock; otherwise records it as
+/// held.
+#[inline]
+pub(crate) fn check_and_push(lock: usize, site: LockSite) -> Pushed {
     HELD.with(|held| {
-        let held = held.borrow();
-        // The finest lock held is the most informative one to name; scanning is cheap (a thread
-        // rarely holds more than a handful of locks).
-        match held.iter().filter(|h| h.site.level > level).max_by_key(|h| h.site.level) {
-            None => Ok(()),
-            Some(finer) => Err(LockOrderError {
-                acquiring: LockSite {
-                    level,
-                    key,
-                    location,
-                },
-                held: finer.site,
-            }),
+        let level = site.level as u8;
+        if held.mask.get() >> (level + 1) != 0 {
+            return Pushed::Refused;
         }
+        let len = held.len.get();
+        let Some(slot) = held.entries.get(len) else {
+            return Pushed::Full;
+        };
+        slot.set(Held { lock, site });
+        held.len.set(len + 1);
+        let count = &held.per_level[usize::from(level)];
+        count.set(count.get() + 1);
+        held.mask.set(held.mask.get() | 1 << level);
+        Pushed::Recorded
     })
 }
 
-pub(crate) fn push(lock: usize, site: LockSite) {
-    HELD.with(|held| held.borrow_mut().push(Held { lock, site }));
+/// The error for a [`Pushed::Refused`] acquisition of `acquiring`.
+#[cold]
+pub(crate) fn violation(acquiring: LockSite) -> LockOrderError {
+    // Name the finest lock held: the most informative one.
+    let held = HELD.with(|held| {
+        held.entries[..held.len.get()]
+            .iter()
+            .map(Cell::get)
+            .filter(|h| h.site.level > acquiring.level)
+            .max_by_key(|h| h.site.level)
+            .map(|h| h.site)
+    });
+    LockOrderError {
+        acquiring,
+        held: held.expect("the level mask says a finer lock is held"),
+    }
 }
 
 /// Removes the most recent record of `lock`; guards may drop in any order.
+#[inline]
 pub(crate) fn pop(lock: usize) {
     // `try_with`: a guard dropped during thread-local destruction has nothing left to update.
     let _ = HELD.try_with(|held| {
-        let mut held = held.borrow_mut();
-        if let Some(i) = held.iter().rposition(|h| h.lock == lock) {
-            held.remove(i);
+        let len = held.len.get();
+        let entries = &held.entries[..len];
+        // Usually the last entry (last in, first out); otherwise search from the end.
+        let Some(i) = entries.iter().rposition(|h| h.get().lock == lock) else {
+            return;
+        };
+        let level = usize::from(entries[i].get().site.level as u8);
+        for j in i..len - 1 {
+            entries[j].set(entries[j + 1].get());
+        }
+        held.len.set(len - 1);
+        let count = &held.per_level[level];
+        count.set(count.get() - 1);
+        if count.get() == 0 {
+            held.mask.set(held.mask.get() & !(1 << level));
         }
     });
 }
 
 /// How many locks this thread has recorded as held (for tests and diagnostics).
 pub(crate) fn held_count() -> usize {
-    HELD.with(|held| held.borrow().len())
+    HELD.with(|held| held.len.get())
 }

@@ -16,7 +16,8 @@ type InnerGuard<'a, T> = lock_api::ReentrantMutexGuard<'a, RawMutex, RawThreadId
 
 /// Contention counters of one lock.
 ///
-/// `acquisitions` and, on the slow path, `contended` and `wait_ns` are only written by the
+/// `acquisitions` (re-entries included) and, on the slow path, `contended` and `wait_ns` are
+/// only written by the
 /// thread that holds the lock, so they are updated with a plain load and store (no
 /// read-modify-write, no extra cache-line transfer); readers may see them a moment late.
 pub(crate) struct LockStats {
@@ -39,7 +40,10 @@ impl LockStats {
     fn bump_held(counter: &AtomicU64, by: u64) {
         // Relaxed load + store: only the holder writes, and the lock's own Acquire/Release
         // orders successive holders' writes, so no increment is lost.
-        counter.store(counter.load(Ordering::Relaxed).wrapping_add(by), Ordering::Relaxed);
+        counter.store(
+            counter.load(Ordering::Relaxed).wrapping_add(by),
+            Ordering::Relaxed,
+        );
     }
 
     /// Adds counters of a dropped lock into an aggregate shared by many (instance locks).
@@ -132,14 +136,19 @@ impl<T> ReentrantLock<T> {
     }
 
     pub(crate) fn with_level(level: Level, key: &'static str, value: T) -> Self {
-        Self {
+        let lock = Self {
             meta: Meta {
                 level,
                 key,
                 stats: LockStats::new(),
             },
             inner: Inner::new(value),
-        }
+        };
+        // Under loom the raw mutex's model atomic is created on first use (see `sync.rs`):
+        // create it here, in the constructing thread, so later users are ordered after it.
+        #[cfg(unlocked_loom)]
+        drop(lock.inner.try_lock());
+        lock
     }
 
     /// Consumes the lock, returning the value inside.
@@ -188,7 +197,9 @@ impl<T: ?Sized> ReentrantLock<T> {
         match self.acquire(Location::caller(), Wait::Forever, check) {
             Ok(guard) => guard,
             Err(Refused::Order(e)) => panic!("{e}"),
-            Err(Refused::Busy) => unreachable!("a blocking acquisition always ends holding the lock"),
+            Err(Refused::Busy) => {
+                unreachable!("a blocking acquisition always ends holding the lock")
+            }
         }
     }
 
@@ -199,7 +210,9 @@ impl<T: ?Sized> ReentrantLock<T> {
         match self.acquire(Location::caller(), Wait::Forever, true) {
             Ok(guard) => Ok(guard),
             Err(Refused::Order(e)) => Err(e),
-            Err(Refused::Busy) => unreachable!("a blocking acquisition always ends holding the lock"),
+            Err(Refused::Busy) => {
+                unreachable!("a blocking acquisition always ends holding the lock")
+            }
         }
     }
 
@@ -270,55 +283,81 @@ impl<T: ?Sized> ReentrantLock<T> {
         wait: Wait,
         check: bool,
     ) -> Result<LockGuard<'_, T>, Refused> {
-        // Re-entry needs neither the order check (re-entering never deadlocks) nor statistics
-        // (the mutex is not acquired again, only its count is raised).
-        if self.inner.is_owned_by_current_thread() {
-            let guard = self.inner.lock();
-            return Ok(LockGuard::new(self, guard, false));
-        }
         if check {
-            order::check(self.meta.level, self.meta.key, location).map_err(Refused::Order)?;
+            return self.acquire_checked(location, wait);
         }
+        // Without the check there is no need to tell re-entry from a first acquisition: both
+        // succeed in `try_lock`, and both are counted.
         let guard = match self.inner.try_lock() {
             Some(guard) => guard,
-            None => {
-                // The slow path: someone else holds it. Only here do we read the clock.
-                let start = Instant::now();
-                let guard = match wait {
-                    Wait::Never => None,
-                    Wait::For(timeout) => self.inner.try_lock_for(timeout),
-                    Wait::Forever => Some(self.inner.lock()),
-                };
-                let waited = start.elapsed();
-                let Some(guard) = guard else {
-                    return Err(Refused::Busy);
-                };
-                LockStats::bump_held(&self.meta.stats.contended, 1);
-                LockStats::bump_held(
-                    &self.meta.stats.wait_ns,
-                    u64::try_from(waited.as_nanos()).unwrap_or(u64::MAX),
-                );
-                guard
-            }
+            None => self.acquire_slow(wait).ok_or(Refused::Busy)?,
         };
         LockStats::bump_held(&self.meta.stats.acquisitions, 1);
-        if check {
-            order::push(
-                self.addr(),
-                LockSite {
-                    level: self.meta.level,
-                    key: self.meta.key,
-                    location,
-                },
-            );
+        Ok(LockGuard::new(self, guard, false))
+    }
+
+    /// [`acquire`](Self::acquire) with the lock-order check; kept out of line so the unchecked
+    /// fast path stays small.
+    #[inline(never)]
+    fn acquire_checked(
+        &self,
+        location: &'static Location<'static>,
+        wait: Wait,
+    ) -> Result<LockGuard<'_, T>, Refused> {
+        // Re-entry is never refused (re-entering cannot deadlock) nor recorded twice.
+        if self.inner.is_owned_by_current_thread() {
+            LockStats::bump_held(&self.meta.stats.acquisitions, 1);
+            return Ok(LockGuard::new(self, self.inner.lock(), false));
         }
-        Ok(LockGuard::new(self, guard, check))
+        let site = LockSite {
+            level: self.meta.level,
+            key: self.meta.key,
+            location,
+        };
+        let recorded = match order::check_and_push(self.addr(), site) {
+            order::Pushed::Recorded => true,
+            order::Pushed::Full => false,
+            order::Pushed::Refused => return Err(Refused::Order(order::violation(site))),
+        };
+        let guard = match self.inner.try_lock() {
+            Some(guard) => guard,
+            None => match self.acquire_slow(wait) {
+                Some(guard) => guard,
+                None => {
+                    if recorded {
+                        order::pop(self.addr());
+                    }
+                    return Err(Refused::Busy);
+                }
+            },
+        };
+        LockStats::bump_held(&self.meta.stats.acquisitions, 1);
+        Ok(LockGuard::new(self, guard, recorded))
+    }
+
+    /// The slow path: another thread holds the lock. Only here is the clock read.
+    #[cold]
+    fn acquire_slow(&self, wait: Wait) -> Option<InnerGuard<'_, T>> {
+        if matches!(wait, Wait::Never) {
+            return None;
+        }
+        let start = Instant::now();
+        let guard = match wait {
+            Wait::For(timeout) => self.inner.try_lock_for(timeout)?,
+            _ => self.inner.lock(),
+        };
+        let waited = start.elapsed();
+        LockStats::bump_held(&self.meta.stats.contended, 1);
+        LockStats::bump_held(
+            &self.meta.stats.wait_ns,
+            u64::try_from(waited.as_nanos()).unwrap_or(u64::MAX),
+        );
+        Some(guard)
     }
 
     fn addr(&self) -> usize {
         (self as *const Self).cast::<()>() as usize
     }
-
 }
 
 impl<T: Default> Default for ReentrantLock<T> {
