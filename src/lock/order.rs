@@ -79,9 +79,12 @@ pub(crate) enum Pushed {
     /// Recorded as held: the caller must [`pop`] it when the acquisition fails or its guard
     /// drops.
     Recorded,
+    /// This thread already holds the lock (re-entry): nothing recorded, nothing to check.
+    Reentry,
     /// Not recorded: this thread already holds [`CAPACITY`] locks.
     Full,
-    /// A finer lock is held: call [`violation`] for the error.
+    /// A finer lock is held: the caller confirms it is not a re-entry of a lock taken while
+    /// the check was off, then calls [`violation`] for the error.
     Refused,
 }
 
@@ -90,11 +93,15 @@ pub(crate) enum Pushed {
 #[inline]
 pub(crate) fn check_and_push(lock: usize, site: LockSite) -> Pushed {
     HELD.with(|held| {
+        let len = held.len.get();
+        // Re-entry: the lock is in this thread's record (usually a very short list).
+        if held.entries[..len].iter().any(|h| h.get().lock == lock) {
+            return Pushed::Reentry;
+        }
         let level = site.level as u8;
         if held.mask.get() >> (level + 1) != 0 {
             return Pushed::Refused;
         }
-        let len = held.len.get();
         let Some(slot) = held.entries.get(len) else {
             return Pushed::Full;
         };
@@ -131,22 +138,39 @@ pub(crate) fn pop(lock: usize) {
     // `try_with`: a guard dropped during thread-local destruction has nothing left to update.
     let _ = HELD.try_with(|held| {
         let len = held.len.get();
-        let entries = &held.entries[..len];
-        // Usually the last entry (last in, first out); otherwise search from the end.
-        let Some(i) = entries.iter().rposition(|h| h.get().lock == lock) else {
+        if len == 0 {
             return;
-        };
-        let level = usize::from(entries[i].get().site.level as u8);
-        for j in i..len - 1 {
-            entries[j].set(entries[j + 1].get());
         }
+        let top = held.entries[len - 1].get();
+        let level = if top.lock == lock {
+            // The common, last-in-first-out case.
+            top.site.level
+        } else {
+            match remove_inner(held, lock, len) {
+                Some(level) => level,
+                None => return,
+            }
+        };
         held.len.set(len - 1);
-        let count = &held.per_level[level];
+        let count = &held.per_level[level as usize];
         count.set(count.get() - 1);
         if count.get() == 0 {
-            held.mask.set(held.mask.get() & !(1 << level));
+            held.mask.set(held.mask.get() & !(1 << level as u8));
         }
     });
+}
+
+/// Removes a record below the top of the stack (guards dropped out of order); returns its
+/// level. The caller shortens the stack by one.
+#[cold]
+fn remove_inner(held: &Stack, lock: usize, len: usize) -> Option<Level> {
+    let entries = &held.entries[..len];
+    let i = entries.iter().rposition(|h| h.get().lock == lock)?;
+    let level = entries[i].get().site.level;
+    for j in i..len - 1 {
+        entries[j].set(entries[j + 1].get());
+    }
+    Some(level)
 }
 
 /// How many locks this thread has recorded as held (for tests and diagnostics).

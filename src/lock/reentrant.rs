@@ -159,6 +159,12 @@ impl<T> ReentrantLock<T> {
     }
 }
 
+#[cold]
+#[inline(never)]
+fn order_panic(e: LockOrderError) -> ! {
+    panic!("{e}")
+}
+
 /// Which kind of wait an acquisition may do.
 enum Wait {
     Never,
@@ -193,13 +199,36 @@ impl<T: ?Sized> ReentrantLock<T> {
     #[track_caller]
     #[inline]
     pub fn lock(&self) -> LockGuard<'_, T> {
-        let check = order::enabled();
-        match self.acquire(Location::caller(), Wait::Forever, check) {
+        if order::enabled() {
+            return self.lock_checked_or_panic(Location::caller());
+        }
+        // The fast path, kept small enough to inline: one relaxed load above, the mutex's own
+        // fast path, and a plain store to the counter.
+        let guard = match self.inner.try_lock() {
+            Some(guard) => guard,
+            None => self.lock_contended(),
+        };
+        LockStats::bump_held(&self.meta.stats.acquisitions, 1);
+        LockGuard::new(self, guard, false)
+    }
+
+    #[inline(never)]
+    fn lock_checked_or_panic(&self, location: &'static Location<'static>) -> LockGuard<'_, T> {
+        match self.acquire_checked(location, Wait::Forever) {
             Ok(guard) => guard,
-            Err(Refused::Order(e)) => panic!("{e}"),
+            Err(Refused::Order(e)) => order_panic(e),
             Err(Refused::Busy) => {
                 unreachable!("a blocking acquisition always ends holding the lock")
             }
+        }
+    }
+
+    #[cold]
+    #[inline(never)]
+    fn lock_contended(&self) -> InnerGuard<'_, T> {
+        match self.acquire_slow(Wait::Forever) {
+            Some(guard) => guard,
+            None => unreachable!("a blocking acquisition always ends holding the lock"),
         }
     }
 
@@ -284,7 +313,7 @@ impl<T: ?Sized> ReentrantLock<T> {
         check: bool,
     ) -> Result<LockGuard<'_, T>, Refused> {
         if check {
-            return self.acquire_checked(location, wait);
+            return self.acquire_checked_outlined(location, wait);
         }
         // Without the check there is no need to tell re-entry from a first acquisition: both
         // succeed in `try_lock`, and both are counted.
@@ -296,19 +325,15 @@ impl<T: ?Sized> ReentrantLock<T> {
         Ok(LockGuard::new(self, guard, false))
     }
 
-    /// [`acquire`](Self::acquire) with the lock-order check; kept out of line so the unchecked
-    /// fast path stays small.
-    #[inline(never)]
+    /// [`acquire`](Self::acquire) with the lock-order check. Inlined into its out-of-line
+    /// callers, so its `Result` never goes through memory, and kept out of the unchecked fast
+    /// path.
+    #[inline(always)]
     fn acquire_checked(
         &self,
         location: &'static Location<'static>,
         wait: Wait,
     ) -> Result<LockGuard<'_, T>, Refused> {
-        // Re-entry is never refused (re-entering cannot deadlock) nor recorded twice.
-        if self.inner.is_owned_by_current_thread() {
-            LockStats::bump_held(&self.meta.stats.acquisitions, 1);
-            return Ok(LockGuard::new(self, self.inner.lock(), false));
-        }
         let site = LockSite {
             level: self.meta.level,
             key: self.meta.key,
@@ -317,6 +342,11 @@ impl<T: ?Sized> ReentrantLock<T> {
         let recorded = match order::check_and_push(self.addr(), site) {
             order::Pushed::Recorded => true,
             order::Pushed::Full => false,
+            // Re-entry is never refused (re-entering cannot deadlock) nor recorded twice.
+            order::Pushed::Reentry => false,
+            // A lock taken while the check was off is not in the record: make sure this is
+            // not a re-entry of one before refusing.
+            order::Pushed::Refused if self.inner.is_owned_by_current_thread() => false,
             order::Pushed::Refused => return Err(Refused::Order(order::violation(site))),
         };
         let guard = match self.inner.try_lock() {
@@ -333,6 +363,15 @@ impl<T: ?Sized> ReentrantLock<T> {
         };
         LockStats::bump_held(&self.meta.stats.acquisitions, 1);
         Ok(LockGuard::new(self, guard, recorded))
+    }
+
+    #[inline(never)]
+    fn acquire_checked_outlined(
+        &self,
+        location: &'static Location<'static>,
+        wait: Wait,
+    ) -> Result<LockGuard<'_, T>, Refused> {
+        self.acquire_checked(location, wait)
     }
 
     /// The slow path: another thread holds the lock. Only here is the clock read.
