@@ -19,14 +19,74 @@ mod imp {
     pub(crate) use std::thread::yield_now;
 
     /// The raw mutex under every [`crate::lock::ReentrantLock`].
+    #[cfg(not(miri))]
     pub(crate) type RawMutex = parking_lot::RawMutex;
+    /// Under miri: parking_lot_core's futex call passes `&AtomicI32` where the variadic
+    /// `syscall` expects `*mut u32`, which miri reports as undefined behaviour before it gets to
+    /// our code. A spin-and-yield mutex stands in, so miri checks our code and lock_api's.
+    #[cfg(miri)]
+    pub(crate) type RawMutex = miri_mutex::RawSpinMutex;
     /// The thread-id source that makes the raw mutex reentrant.
     pub(crate) type RawThreadId = parking_lot::RawThreadId;
 
     /// A mutex without poisoning.
-    pub(crate) type Mutex<T> = parking_lot::Mutex<T>;
+    pub(crate) type Mutex<T> = lock_api::Mutex<RawMutex, T>;
     /// Guard of [`Mutex`].
-    pub(crate) type MutexGuard<'a, T> = parking_lot::MutexGuard<'a, T>;
+    pub(crate) type MutexGuard<'a, T> = lock_api::MutexGuard<'a, RawMutex, T>;
+
+    #[cfg(miri)]
+    mod miri_mutex {
+        use std::sync::atomic::{AtomicBool, Ordering};
+        use std::time::{Duration, Instant};
+
+        pub(crate) struct RawSpinMutex(AtomicBool);
+
+        // SAFETY: `try_lock` succeeds for exactly one caller until `unlock`: a compare-and-swap
+        // from false to true (Acquire, so the previous holder's writes are visible), and
+        // `unlock` stores false with Release to publish this holder's writes.
+        unsafe impl lock_api::RawMutex for RawSpinMutex {
+            #[allow(clippy::declare_interior_mutable_const)]
+            const INIT: Self = Self(AtomicBool::new(false));
+            type GuardMarker = lock_api::GuardNoSend;
+
+            fn lock(&self) {
+                while !self.try_lock() {
+                    std::thread::yield_now();
+                }
+            }
+
+            fn try_lock(&self) -> bool {
+                self.0
+                    .compare_exchange(false, true, Ordering::Acquire, Ordering::Relaxed)
+                    .is_ok()
+            }
+
+            unsafe fn unlock(&self) {
+                self.0.store(false, Ordering::Release);
+            }
+        }
+
+        // SAFETY: a timed attempt is a loop of `try_lock` until the deadline, which keeps the
+        // guarantees above.
+        unsafe impl lock_api::RawMutexTimed for RawSpinMutex {
+            type Duration = Duration;
+            type Instant = Instant;
+            fn try_lock_for(&self, timeout: Duration) -> bool {
+                self.try_lock_until(Instant::now() + timeout)
+            }
+            fn try_lock_until(&self, deadline: Instant) -> bool {
+                loop {
+                    if lock_api::RawMutex::try_lock(self) {
+                        return true;
+                    }
+                    if Instant::now() >= deadline {
+                        return false;
+                    }
+                    std::thread::yield_now();
+                }
+            }
+        }
+    }
 
     /// A copy-on-write snapshot cell: readers take no lock and write nothing shared that
     /// writers wait on (arc-swap's debt slots); writers publish a whole new `Arc<T>`.

@@ -307,8 +307,8 @@ fn a_panic_releases_the_lock() {
 fn lazy_creation_is_unique_under_a_race() {
     struct Raced;
     fn raced_fn() {}
-    const RACERS: usize = 16;
-    for round in 0..8 {
+    const RACERS: usize = if cfg!(miri) { 4 } else { 16 };
+    for round in 0..if cfg!(miri) { 2 } else { 8 } {
         let barrier = Arc::new(Barrier::new(RACERS));
         let path: &'static str = Box::leak(format!("tests::race::{round}").into_boxed_str());
         let handles: Vec<_> = (0..RACERS)
@@ -416,8 +416,9 @@ fn instance_locks_are_distinct_and_leave_nothing_behind() {
     release.wait();
     holder.join().unwrap();
 
+    const CHURN: u64 = if cfg!(miri) { 100 } else { 10_000 };
     let before = lock::report().entries.len();
-    for _ in 0..10_000 {
+    for _ in 0..CHURN {
         let obj = Obj {
             lock: InstanceLock::with_label("tests::Churn", ()),
         };
@@ -426,7 +427,7 @@ fn instance_locks_are_distinct_and_leave_nothing_behind() {
     let report = lock::report();
     assert!(
         report.entries.len() <= before + 1,
-        "10 000 dropped instance locks left {} entries",
+        "{CHURN} dropped instance locks left {} entries",
         report.entries.len() - before
     );
     let churn = report
@@ -436,7 +437,7 @@ fn instance_locks_are_distinct_and_leave_nothing_behind() {
         .unwrap();
     assert_eq!(churn.level, Level::Instance);
     assert_eq!(
-        churn.acquisitions, 10_000,
+        churn.acquisitions, CHURN,
         "dropped locks' counts are summed per label"
     );
 }
@@ -481,13 +482,14 @@ fn contention_is_counted_and_reported_hottest_first() {
 
 #[test]
 fn guarded_values_need_the_lock() {
+    const PER_THREAD: u32 = if cfg!(miri) { 20 } else { 1000 };
     static SHARED: std::sync::LazyLock<Guarded<Vec<u32>>> =
         std::sync::LazyLock::new(|| Guarded::new(lock::module("tests::guarded"), Vec::new()));
     let handles: Vec<_> = (0..THREADS as u32)
         .map(|t| {
             thread::spawn(move || {
-                for i in 0..1000 {
-                    SHARED.with(|v| v.push(t * 1000 + i));
+                for i in 0..PER_THREAD {
+                    SHARED.with(|v| v.push(t * PER_THREAD + i));
                 }
             })
         })
@@ -497,7 +499,7 @@ fn guarded_values_need_the_lock() {
     }
     let mut all = SHARED.with(|v| v.clone());
     all.sort_unstable();
-    assert_eq!(all, (0..THREADS as u32 * 1000).collect::<Vec<_>>());
+    assert_eq!(all, (0..THREADS as u32 * PER_THREAD).collect::<Vec<_>>());
 
     // A nested access to the same value is refused, not aliased.
     let nested = SHARED.with(|_| SHARED.try_with(|v| v.len()));

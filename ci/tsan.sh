@@ -1,0 +1,14 @@
+#!/usr/bin/env bash
+# Data-race check: the stress tests under ThreadSanitizer (nightly, std rebuilt instrumented).
+#   bash ci/tsan.sh            (skips with a notice where nightly cannot be installed)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+source ci/nightly.sh
+[ "$NIGHTLY_OK" = 1 ] || exit 0
+export RUSTFLAGS="-Zsanitizer=thread --cfg unlocked_tsan"
+export RUSTDOCFLAGS="-Zsanitizer=thread"
+export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-target}/tsan"
+export TSAN_OPTIONS="${TSAN_OPTIONS:-halt_on_error=1}"
+start=$SECONDS
+cargo +nightly test -Zbuild-std --target x86_64-unknown-linux-gnu --lib --test lock ${TSAN_TESTS:-}
+echo "tsan: passed in $((SECONDS - start)) s"
