@@ -41,8 +41,8 @@ pub trait Engine: Send + Sync + 'static {
     /// Renders `compiled` (the template called `name`) with `context`.
     ///
     /// If it needs a template it has not been given yet (through `extends`, `include`,
-    /// `import`), return [`RenderFailure::MissingDependency`]: the cache loads and compiles that
-    /// name in the same generation, then calls `render` again.
+    /// `import`), return [`RenderFailure::MissingDependency`]: the cache loads and compiles the
+    /// first of those names that exists, in the same generation, then calls `render` again.
     fn render<C: Serialize + ?Sized>(
         &self,
         generation: &Self::Generation,
@@ -56,8 +56,9 @@ pub trait Engine: Send + Sync + 'static {
 #[derive(Debug)]
 #[non_exhaustive]
 pub enum RenderFailure<R> {
-    /// The template needs this other template, which the engine has not been given yet.
-    MissingDependency(String),
+    /// The template needs one of these other templates (the first that exists, in this
+    /// order: `{% include ["a", "b"] %}`), which the engine has not been given yet.
+    MissingDependency(Vec<String>),
     /// Rendering failed.
     Failed(R),
 }

@@ -195,24 +195,55 @@ impl Engine for MiniJinja {
                 .env
                 .get_template(name)
                 .and_then(|t| t.render(Value::from(minijinja::value::Serde(context))));
-            result.map_err(|e| match missing_name(&e) {
-                Some(dep) => RenderFailure::MissingDependency(dep),
+            result.map_err(|e| match missing_names(&e) {
+                Some(names) => RenderFailure::MissingDependency(names),
                 None => RenderFailure::Failed(e),
             })
         })
     }
 }
 
-/// The name in minijinja's `template "NAME" does not exist`.
-fn missing_name(e: &minijinja::Error) -> Option<String> {
-    if e.kind() != ErrorKind::TemplateNotFound {
-        return None;
+/// The names minijinja could not find, from the innermost `TemplateNotFound` in `e`'s chain
+/// (an include inside an included template arrives wrapped in `BadInclude`). minijinja has no
+/// structured field for the name, so the message is parsed: `template "NAME" does not exist`
+/// (extends, import), `tried to include non-existing template 'NAME'` and `tried to include one
+/// of multiple templates, none of which existed [...]` (include). Names holding quotes or
+/// backslashes are refused by the loader anyway, so only plain quoted names are taken.
+fn missing_names(e: &minijinja::Error) -> Option<Vec<String>> {
+    let mut found = None;
+    let mut cur: Option<&(dyn std::error::Error + 'static)> = Some(e);
+    while let Some(err) = cur {
+        if let Some(mj) = err.downcast_ref::<minijinja::Error>() {
+            if mj.kind() == ErrorKind::TemplateNotFound {
+                if let Some(names) = mj.detail().and_then(parse_missing) {
+                    found = Some(names);
+                }
+            }
+        }
+        cur = err.source();
     }
-    let detail = e.detail()?;
-    let rest = detail.strip_prefix("template ")?;
-    let quoted = rest.strip_suffix(" does not exist")?;
-    // minijinja formats the name with `{:?}`; names with escapes are refused by the loader
-    // anyway, so only plain quoted names are recognised.
-    let inner = quoted.strip_prefix('"')?.strip_suffix('"')?;
-    (!inner.contains(['"', '\\'])).then(|| inner.to_owned())
+    found
+}
+
+fn parse_missing(detail: &str) -> Option<Vec<String>> {
+    let quoted = if let Some(rest) = detail.strip_prefix("template ") {
+        rest.strip_suffix(" does not exist")?
+    } else if let Some(rest) = detail.strip_prefix("tried to include non-existing template ") {
+        rest
+    } else {
+        detail.strip_prefix("tried to include one of multiple templates, none of which existed ")?
+    };
+    let mut names = Vec::new();
+    let mut rest = quoted;
+    while let Some(open) = rest.find(['"', '\'']) {
+        let quote = rest[open..].chars().next()?;
+        let body = &rest[open + 1..];
+        let close = body.find(quote)?;
+        let name = &body[..close];
+        if !name.contains(['\\', '"', '\'']) {
+            names.push(name.to_owned());
+        }
+        rest = &body[close + 1..];
+    }
+    (!names.is_empty()).then_some(names)
 }

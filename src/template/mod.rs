@@ -243,17 +243,33 @@ impl<'c, E: Engine, S: Strategy> Reader<'c, E, S> {
         for _ in 0..64 {
             let template = self.get(name).map_err(RenderError::Get)?;
             let loaded = template.loaded();
-            let dep = match engine.render(&loaded.engine_gen, name, &loaded.compiled, context) {
+            let deps = match engine.render(&loaded.engine_gen, name, &loaded.compiled, context) {
                 Ok(out) => return Ok(out),
                 Err(RenderFailure::Failed(e)) => return Err(RenderError::Render(e)),
-                Err(RenderFailure::MissingDependency(dep)) => dep,
+                Err(RenderFailure::MissingDependency(deps)) => deps,
             };
             drop(template);
-            self.get(&dep)
-                .map_err(|source| RenderError::Dependency {
+            // Load the first candidate that exists; report the last failure if none does.
+            let mut failure = None;
+            for dep in &deps {
+                match self.get(dep) {
+                    Ok(_) => {
+                        failure = None;
+                        break;
+                    }
+                    Err(e) if e.is_not_found() => failure = Some(e),
+                    Err(e) => {
+                        failure = Some(e);
+                        break;
+                    }
+                }
+            }
+            if let Some(source) = failure {
+                return Err(RenderError::Dependency {
                     template: name.to_owned(),
                     source,
-                })?;
+                });
+            }
         }
         Err(RenderError::Unsettled {
             template: name.to_owned(),
