@@ -2,13 +2,15 @@
 
 mod common_template;
 
+use std::sync::{Mutex, mpsc};
 use std::time::Duration;
 
 use common_template::{Counting, dir_with, write_files};
 use serde_json::json;
 use unlocked::Strategy;
 use unlocked::template::{
-    FileSystemLoader, GetError, LoadError, MiniJinja, RefusedReason, RenderError, TemplateCache,
+    Engine, FileSystemLoader, GetError, LoadError, MiniJinja, RefusedReason, RenderError,
+    RenderFailure, TemplateCache,
 };
 
 fn cache_over<S: Strategy>(dirs: &[&std::path::Path]) -> TemplateCache<Counting, S> {
@@ -258,7 +260,83 @@ fn render_errors_are_reported<S: Strategy>() {
     }
 }
 
+/// MiniJinja whose compile of `slow.html` announces itself and waits for a go-ahead.
+struct Gated {
+    inner: MiniJinja,
+    started: Mutex<mpsc::Sender<()>>,
+    release: Mutex<mpsc::Receiver<()>>,
+}
+
+impl Engine for Gated {
+    type Generation = <MiniJinja as Engine>::Generation;
+    type Compiled = <MiniJinja as Engine>::Compiled;
+    type Error = minijinja::Error;
+    type RenderError = minijinja::Error;
+
+    fn new_generation(&self) -> Self::Generation {
+        self.inner.new_generation()
+    }
+
+    fn compile(
+        &self,
+        generation: &Self::Generation,
+        name: &str,
+        source: String,
+    ) -> Result<Self::Compiled, minijinja::Error> {
+        if name == "slow.html" {
+            let _ = self.started.lock().unwrap().send(());
+            let _ = self.release.lock().unwrap().recv_timeout(Duration::from_secs(5));
+        }
+        self.inner.compile(generation, name, source)
+    }
+
+    fn forget(&self, generation: &Self::Generation, name: &str, compiled: &Self::Compiled) {
+        self.inner.forget(generation, name, compiled);
+    }
+
+    fn render<C: serde::Serialize + ?Sized>(
+        &self,
+        generation: &Self::Generation,
+        name: &str,
+        compiled: &Self::Compiled,
+        context: &C,
+    ) -> Result<String, RenderFailure<minijinja::Error>> {
+        self.inner.render(generation, name, compiled, context)
+    }
+}
+
+fn compile_started_before_reset_is_not_published<S: Strategy>() {
+    let dir = dir_with(&[("slow.html", "old")]);
+    let (started_tx, started_rx) = mpsc::channel();
+    let (release_tx, release_rx) = mpsc::channel();
+    let engine = Gated {
+        inner: MiniJinja::new(),
+        started: Mutex::new(started_tx),
+        release: Mutex::new(release_rx),
+    };
+    let cache: TemplateCache<Gated, S> = TemplateCache::new(engine, FileSystemLoader::new([dir.path()]));
+    std::thread::scope(|s| {
+        let early = s.spawn(|| cache.render("slow.html", &()).unwrap());
+        started_rx.recv().unwrap(); // the compile of the old source is under way
+        write_files(dir.path(), &[("slow.html", "new")]);
+        // Lock-free: the reset lands now. Blocking: it waits for the compile (under the lock).
+        let reset = s.spawn(|| cache.reset());
+        std::thread::sleep(Duration::from_millis(50));
+        release_tx.send(()).unwrap();
+        // The request that started before the reset may see the old source...
+        assert_eq!(early.join().unwrap(), "old");
+        reset.join().unwrap();
+    });
+    // ...but the new generation never does.
+    release_tx.send(()).unwrap(); // the new generation's compile of slow.html must not wait
+    assert_eq!(cache.generation(), 1);
+    let mut reader = cache.reader();
+    assert_eq!(reader.get("slow.html").unwrap().generation(), 1);
+    assert_eq!(reader.render("slow.html", &()).unwrap(), "new");
+}
+
 unlocked::strategy_tests!(
+    compile_started_before_reset_is_not_published,
     hits_compile_once,
     first_directory_wins,
     miss_lists_every_path_tried,
