@@ -232,6 +232,17 @@ impl<E: Engine> LockFreeBackend<E> {
     /// The miss path: single-flight load, compile and publish.
     fn miss(&self, shared: &Shared<E>, name: &str) -> Result<Arc<Loaded<E>>, GetError<E::Error>> {
         FileSystemLoader::check_name(name)?;
+        self.single_flight(name, |state| shared.load_compile(state, name))
+    }
+
+    /// Runs `load` for `name` once among concurrent callers of one generation, publishes its
+    /// result (if cacheable) and hands it to every caller.
+    fn single_flight(
+        &self,
+        name: &str,
+        load: impl FnOnce(&State<E>) -> Result<Arc<Loaded<E>>, GetError<E::Error>>,
+    ) -> Result<Arc<Loaded<E>>, GetError<E::Error>> {
+        let mut load = Some(load);
         loop {
             let mut flights = self.flights.lock();
             // Re-check under the registry lock: a leader publishes before it deregisters (under
@@ -268,7 +279,8 @@ impl<E: Engine> LockFreeBackend<E> {
             flights.insert(name.into(), Arc::clone(&flight));
             drop(flights);
 
-            let result = shared.load_compile(&current, name);
+            let load = load.take().expect("a leader runs `load` once and returns");
+            let result = load(&current);
             if let Some(slot) = cacheable(&result) {
                 self.publish(current, name, slot);
             }
@@ -471,5 +483,112 @@ impl<E: Engine> Backend<E> for BlockingBackend<E> {
 
     fn len(&self) -> usize {
         self.state.lock().map.len()
+    }
+}
+
+#[cfg(all(test, unlocked_loom))]
+mod loom_model {
+    use super::*;
+    use crate::sync::AtomicUsize;
+    use crate::template::RenderFailure;
+
+    struct Dummy;
+
+    impl Engine for Dummy {
+        type Generation = ();
+        type Compiled = u64;
+        type Error = std::fmt::Error;
+        type RenderError = std::fmt::Error;
+        fn new_generation(&self) {}
+        fn compile(&self, _: &(), _: &str, _: String) -> Result<u64, std::fmt::Error> {
+            Ok(0)
+        }
+        fn render<C: serde::Serialize + ?Sized>(
+            &self,
+            _: &(),
+            _: &str,
+            _: &u64,
+            _: &C,
+        ) -> Result<String, RenderFailure<std::fmt::Error>> {
+            Ok(String::new())
+        }
+    }
+
+    fn loaded(state: &State<Dummy>, value: u64) -> Arc<Loaded<Dummy>> {
+        Arc::new(Loaded {
+            name: "x".into(),
+            compiled: value,
+            path: PathBuf::new(),
+            stamp: Stamp::ZERO,
+            generation: state.generation,
+            engine_gen: Arc::clone(&state.engine_gen),
+        })
+    }
+
+    fn builder() -> loom::model::Builder {
+        let mut b = loom::model::Builder::new();
+        b.preemption_bound = Some(3);
+        b
+    }
+
+    fn setup() -> (Arc<Shared<Dummy>>, Arc<LockFreeBackend<Dummy>>) {
+        let shared = Arc::new(Shared::new(Dummy, FileSystemLoader::new::<[&str; 0], &str>([]), None));
+        let backend = Arc::new(LockFreeBackend::new(&shared));
+        (shared, backend)
+    }
+
+    /// Two concurrent misses of one name: one load, both get its result, and it is published.
+    #[test]
+    fn concurrent_misses_load_once() {
+        builder().check(|| {
+            let (_shared, backend) = setup();
+            let loads = Arc::new(AtomicUsize::new(0));
+            let miss = {
+                let (backend, loads) = (Arc::clone(&backend), Arc::clone(&loads));
+                move || {
+                    backend
+                        .single_flight("x", |state| {
+                            // Relaxed: a counter checked after the threads are joined.
+                            let n = loads.fetch_add(1, Ordering::Relaxed);
+                            Ok(loaded(state, n as u64 + 1))
+                        })
+                        .unwrap()
+                }
+            };
+            let other = loom::thread::spawn(miss.clone());
+            let a = miss();
+            let b = other.join().unwrap();
+            assert_eq!(loads.load(Ordering::Relaxed), 1, "loaded twice");
+            assert!(Arc::ptr_eq(&a, &b), "callers got different results");
+            match backend.cell.load_full().map.get("x") {
+                Some(Slot::Found(l)) => assert!(Arc::ptr_eq(l, &a)),
+                _ => panic!("result not published"),
+            }
+        });
+    }
+
+    /// A miss racing a reset never publishes into the new generation.
+    #[test]
+    fn miss_racing_reset_stays_in_its_generation() {
+        builder().check(|| {
+            let (shared, backend) = setup();
+            let resetter = {
+                let (backend, shared) = (Arc::clone(&backend), Arc::clone(&shared));
+                loom::thread::spawn(move || backend.reset(&shared))
+            };
+            let got = backend.single_flight("x", |state| Ok(loaded(state, 1))).unwrap();
+            resetter.join().unwrap();
+            let state = backend.cell.load_full();
+            assert_eq!(state.generation, 1);
+            for slot in state.map.values() {
+                if let Slot::Found(l) = slot {
+                    assert_eq!(l.generation, state.generation, "stale publish");
+                }
+            }
+            // A later miss loads afresh in the new generation.
+            let again = backend.single_flight("x", |state| Ok(loaded(state, 2))).unwrap();
+            assert_eq!(again.generation, 1);
+            assert!(got.generation <= 1);
+        });
     }
 }

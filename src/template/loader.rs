@@ -28,6 +28,12 @@ pub struct Stamp {
 }
 
 impl Stamp {
+    #[cfg(all(test, unlocked_loom))]
+    pub(crate) const ZERO: Stamp = Stamp {
+        modified: None,
+        len: 0,
+    };
+
     /// The stamp of the file at `path` now, or `None` if it cannot be read.
     pub fn of(path: &Path) -> Option<Stamp> {
         let meta = fs::metadata(path).ok()?;
