@@ -32,34 +32,36 @@ struct Ctx<'a> {
 }
 
 /// Runs `iters` operations split over `threads` threads, each building its own worker first;
-/// returns the wall time from the common start to the last finish.
+/// returns the wall time from the first thread's start to the last thread's finish (each
+/// thread stamps its own start after the barrier, so a main thread descheduled on a busy
+/// machine does not shorten the measurement).
 fn parallel<F, W>(iters: u64, threads: usize, make: &F) -> Duration
 where
     F: Fn() -> W + Sync,
     W: FnMut(u64),
 {
-    let barrier = Barrier::new(threads + 1);
+    let barrier = Barrier::new(threads);
     let per = iters.div_ceil(threads as u64);
-    std::thread::scope(|s| {
+    let spans: Vec<(Instant, Instant)> = std::thread::scope(|s| {
         let handles: Vec<_> = (0..threads)
             .map(|t| {
                 let barrier = &barrier;
                 s.spawn(move || {
                     let mut work = make();
                     barrier.wait();
+                    let start = Instant::now();
                     for i in 0..per {
                         work(i.wrapping_mul(7).wrapping_add(t as u64 * 31));
                     }
+                    (start, Instant::now())
                 })
             })
             .collect();
-        barrier.wait();
-        let start = Instant::now();
-        for h in handles {
-            h.join().unwrap();
-        }
-        start.elapsed()
-    })
+        handles.into_iter().map(|h| h.join().unwrap()).collect()
+    });
+    let first = spans.iter().map(|s| s.0).min().unwrap();
+    let last = spans.iter().map(|s| s.1).max().unwrap();
+    last - first
 }
 
 fn fixture() -> (tempfile::TempDir, Vec<String>) {
