@@ -69,7 +69,11 @@ fn fixture() -> (tempfile::TempDir, Vec<String>) {
     let names: Vec<String> = (0..NAMES).map(|i| format!("pages/t{i}.html")).collect();
     std::fs::create_dir_all(dir.path().join("pages")).unwrap();
     for (i, n) in names.iter().enumerate() {
-        std::fs::write(dir.path().join(n), format!("<p>Hello {{{{ name }}}} #{{{{ n }}}} of {i}</p>")).unwrap();
+        std::fs::write(
+            dir.path().join(n),
+            format!("<p>Hello {{{{ name }}}} #{{{{ n }}}} of {i}</p>"),
+        )
+        .unwrap();
     }
     (dir, names)
 }
@@ -83,7 +87,7 @@ fn warm<S: Strategy>(cache: &TemplateCache<MiniJinja, S>, names: &[String]) {
 
 fn path_env(dir: &std::path::Path, names: &[String]) -> Environment<'static> {
     let mut env = Environment::new();
-    env.set_loader(minijinja::path_loader(dir.to_path_buf()));
+    env.set_loader(minijinja::path_loader(dir));
     // Like the cache without autoreload: no `stat` per lookup.
     env.set_auto_reload(false);
     for n in names {
@@ -133,38 +137,50 @@ fn lookup(c: &mut Criterion) {
                 })
             })
         });
-        g.bench_with_input(BenchmarkId::new("minijinja-path-loader", threads), &threads, |b, &t| {
-            b.iter_custom(|iters| {
-                parallel(iters, t, &|| {
-                    |i| {
-                        let name = &names[i as usize % NAMES];
-                        black_box(env.get_template(name).unwrap());
-                    }
+        g.bench_with_input(
+            BenchmarkId::new("minijinja-path-loader", threads),
+            &threads,
+            |b, &t| {
+                b.iter_custom(|iters| {
+                    parallel(iters, t, &|| {
+                        |i| {
+                            let name = &names[i as usize % NAMES];
+                            black_box(env.get_template(name).unwrap());
+                        }
+                    })
                 })
-            })
-        });
-        g.bench_with_input(BenchmarkId::new("rwlock-hashmap", threads), &threads, |b, &t| {
-            b.iter_custom(|iters| {
-                parallel(iters, t, &|| {
-                    |i| {
-                        let name = &names[i as usize % NAMES];
-                        let guard = rw.read().unwrap();
-                        black_box(guard.get(name.as_str()).unwrap());
-                    }
+            },
+        );
+        g.bench_with_input(
+            BenchmarkId::new("rwlock-hashmap", threads),
+            &threads,
+            |b, &t| {
+                b.iter_custom(|iters| {
+                    parallel(iters, t, &|| {
+                        |i| {
+                            let name = &names[i as usize % NAMES];
+                            let guard = rw.read().unwrap();
+                            black_box(guard.get(name.as_str()).unwrap());
+                        }
+                    })
                 })
-            })
-        });
-        g.bench_with_input(BenchmarkId::new("floor-hashmap", threads), &threads, |b, &t| {
-            b.iter_custom(|iters| {
-                parallel(iters, t, &|| {
-                    let own = map.clone();
-                    move |i| {
-                        let name = &names[i as usize % NAMES];
-                        black_box(own.get(name.as_str()).unwrap());
-                    }
+            },
+        );
+        g.bench_with_input(
+            BenchmarkId::new("floor-hashmap", threads),
+            &threads,
+            |b, &t| {
+                b.iter_custom(|iters| {
+                    parallel(iters, t, &|| {
+                        let own = map.clone();
+                        move |i| {
+                            let name = &names[i as usize % NAMES];
+                            black_box(own.get(name.as_str()).unwrap());
+                        }
+                    })
                 })
-            })
-        });
+            },
+        );
     }
     g.finish();
 }
@@ -189,7 +205,17 @@ fn lookup_render(c: &mut Criterion) {
                     let mut reader = lock_free.reader();
                     move |i| {
                         let name = &names[i as usize % NAMES];
-                        black_box(reader.render(name, &Ctx { name: "World", n: i }).unwrap());
+                        black_box(
+                            reader
+                                .render(
+                                    name,
+                                    &Ctx {
+                                        name: "World",
+                                        n: i,
+                                    },
+                                )
+                                .unwrap(),
+                        );
                     }
                 })
             })
@@ -200,23 +226,40 @@ fn lookup_render(c: &mut Criterion) {
                     let mut reader = blocking.reader();
                     move |i| {
                         let name = &names[i as usize % NAMES];
-                        black_box(reader.render(name, &Ctx { name: "World", n: i }).unwrap());
+                        black_box(
+                            reader
+                                .render(
+                                    name,
+                                    &Ctx {
+                                        name: "World",
+                                        n: i,
+                                    },
+                                )
+                                .unwrap(),
+                        );
                     }
                 })
             })
         });
-        g.bench_with_input(BenchmarkId::new("minijinja-path-loader", threads), &threads, |b, &t| {
-            b.iter_custom(|iters| {
-                parallel(iters, t, &|| {
-                    |i| {
-                        let name = &names[i as usize % NAMES];
-                        let tmpl = env.get_template(name).unwrap();
-                        let ctx = Value::from(Serde(&Ctx { name: "World", n: i }));
-                        black_box(tmpl.render(ctx).unwrap());
-                    }
+        g.bench_with_input(
+            BenchmarkId::new("minijinja-path-loader", threads),
+            &threads,
+            |b, &t| {
+                b.iter_custom(|iters| {
+                    parallel(iters, t, &|| {
+                        |i| {
+                            let name = &names[i as usize % NAMES];
+                            let tmpl = env.get_template(name).unwrap();
+                            let ctx = Value::from(Serde(&Ctx {
+                                name: "World",
+                                n: i,
+                            }));
+                            black_box(tmpl.render(ctx).unwrap());
+                        }
+                    })
                 })
-            })
-        });
+            },
+        );
     }
     g.finish();
 }

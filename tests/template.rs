@@ -14,7 +14,10 @@ use unlocked::template::{
 };
 
 fn cache_over<S: Strategy>(dirs: &[&std::path::Path]) -> TemplateCache<Counting, S> {
-    TemplateCache::new(Counting::default(), FileSystemLoader::new(dirs.iter().copied()))
+    TemplateCache::new(
+        Counting::default(),
+        FileSystemLoader::new(dirs.iter().copied()),
+    )
 }
 
 fn hits_compile_once<S: Strategy>() {
@@ -55,12 +58,19 @@ fn miss_lists_every_path_tried<S: Strategy>() {
             assert_eq!(name, "nope/missing.html");
             assert_eq!(
                 tried,
-                vec![a.path().join("nope/missing.html"), b.path().join("nope/missing.html")]
+                vec![
+                    a.path().join("nope/missing.html"),
+                    b.path().join("nope/missing.html")
+                ]
             );
         }
         other => panic!("unexpected {other:?}"),
     }
-    let text = cache.reader().get("nope/missing.html").unwrap_err().to_string();
+    let text = cache
+        .reader()
+        .get("nope/missing.html")
+        .unwrap_err()
+        .to_string();
     assert!(text.contains(&a.path().display().to_string()), "{text}");
     assert!(text.contains(&b.path().display().to_string()), "{text}");
 }
@@ -151,8 +161,11 @@ fn hostile_names_are_refused<S: Strategy>() {
     let dir = dir_with(&[("ok.html", "ok"), ("sub/ok.html", "sub")]);
     #[cfg(unix)]
     {
-        std::os::unix::fs::symlink(outside.path().join("secret.html"), dir.path().join("link.html"))
-            .unwrap();
+        std::os::unix::fs::symlink(
+            outside.path().join("secret.html"),
+            dir.path().join("link.html"),
+        )
+        .unwrap();
         std::os::unix::fs::symlink(outside.path(), dir.path().join("linkdir")).unwrap();
     }
     let cache = cache_over::<S>(&[dir.path()]);
@@ -192,14 +205,20 @@ fn hostile_names_are_refused<S: Strategy>() {
 
 fn extends_and_include_resolve_through_the_cache<S: Strategy>() {
     let dir = dir_with(&[
-        ("base.html", "<title>{% block title %}{% endblock %}</title>{% block body %}{% endblock %}"),
+        (
+            "base.html",
+            "<title>{% block title %}{% endblock %}</title>{% block body %}{% endblock %}",
+        ),
         (
             "page.html",
             r#"{% extends "base.html" %}{% block title %}{{ title }}{% endblock %}{% block body %}{% include "partials/nav.html" %}{% endblock %}"#,
         ),
         ("partials/nav.html", "<nav>{{ title|upper }}</nav>"),
         ("broken.html", r#"{% include "absent.html" %}"#),
-        ("choice.html", r#"{% include ["absent.html", "partials/alt.html"] %}"#),
+        (
+            "choice.html",
+            r#"{% include ["absent.html", "partials/alt.html"] %}"#,
+        ),
         ("partials/alt.html", "alt"),
         ("outer.html", r#"[{% include "inner.html" %}]"#),
         ("inner.html", r#"({% include "partials/alt.html" %})"#),
@@ -208,19 +227,34 @@ fn extends_and_include_resolve_through_the_cache<S: Strategy>() {
     let mut reader = cache.reader();
     let want = "<title>Home</title><nav>HOME</nav>";
     // Dependencies are not cached yet: the cache loads them while rendering.
-    assert_eq!(reader.render("page.html", &json!({"title": "Home"})).unwrap(), want);
+    assert_eq!(
+        reader
+            .render("page.html", &json!({"title": "Home"}))
+            .unwrap(),
+        want
+    );
     assert_eq!(cache.len(), 3);
     for _ in 0..5 {
-        assert_eq!(reader.render("page.html", &json!({"title": "Home"})).unwrap(), want);
+        assert_eq!(
+            reader
+                .render("page.html", &json!({"title": "Home"}))
+                .unwrap(),
+            want
+        );
     }
     for name in ["base.html", "page.html", "partials/nav.html"] {
         assert_eq!(cache.engine().compiles_of(name), 1, "{name}");
     }
     // A dependency that changed and is invalidated is picked up by its dependents.
-    write_files(dir.path(), &[("partials/nav.html", "<nav>{{ title|lower }}</nav>")]);
+    write_files(
+        dir.path(),
+        &[("partials/nav.html", "<nav>{{ title|lower }}</nav>")],
+    );
     assert!(cache.invalidate("partials/nav.html"));
     assert_eq!(
-        reader.render("page.html", &json!({"title": "Home"})).unwrap(),
+        reader
+            .render("page.html", &json!({"title": "Home"}))
+            .unwrap(),
         "<title>Home</title><nav>home</nav>"
     );
     assert_eq!(cache.engine().compiles_of("page.html"), 1);
@@ -285,7 +319,11 @@ impl Engine for Gated {
     ) -> Result<Self::Compiled, minijinja::Error> {
         if name == "slow.html" {
             let _ = self.started.lock().unwrap().send(());
-            let _ = self.release.lock().unwrap().recv_timeout(Duration::from_secs(5));
+            let _ = self
+                .release
+                .lock()
+                .unwrap()
+                .recv_timeout(Duration::from_secs(5));
         }
         self.inner.compile(generation, name, source)
     }
@@ -314,7 +352,8 @@ fn compile_started_before_reset_is_not_published<S: Strategy>() {
         started: Mutex::new(started_tx),
         release: Mutex::new(release_rx),
     };
-    let cache: TemplateCache<Gated, S> = TemplateCache::new(engine, FileSystemLoader::new([dir.path()]));
+    let cache: TemplateCache<Gated, S> =
+        TemplateCache::new(engine, FileSystemLoader::new([dir.path()]));
     std::thread::scope(|s| {
         let early = s.spawn(|| cache.render("slow.html", &()).unwrap());
         started_rx.recv().unwrap(); // the compile of the old source is under way

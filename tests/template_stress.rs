@@ -52,13 +52,18 @@ fn fail(out: &str, page: usize) -> ! {
 fn check_output(out: &str, page: usize, max: &[AtomicU64; 3]) {
     let rest = out.strip_prefix('B').unwrap_or_else(|| fail(out, page));
     let (b, rest) = rest.split_once('[').unwrap_or_else(|| fail(out, page));
-    let rest = rest.strip_prefix(&format!("P{page}.")).unwrap_or_else(|| fail(out, page));
+    let rest = rest
+        .strip_prefix(&format!("P{page}."))
+        .unwrap_or_else(|| fail(out, page));
     let (p, rest) = rest.split_once(":I").unwrap_or_else(|| fail(out, page));
     let c = rest.strip_suffix(']').unwrap_or_else(|| fail(out, page));
     for (v, m) in [b, p, c].into_iter().zip(max) {
         let v: u64 = v.parse().unwrap_or_else(|_| fail(out, page));
         // Acquire: pairs with the writer's Release after the file is in place.
-        assert!(v <= m.load(Ordering::Acquire), "render from the future: {out:?}");
+        assert!(
+            v <= m.load(Ordering::Acquire),
+            "render from the future: {out:?}"
+        );
     }
 }
 
@@ -66,21 +71,34 @@ fn readers_never_see_errors_while_files_change<S: Strategy>() {
     let dir = tempfile::tempdir().unwrap();
     let root = dir.path();
     std::fs::create_dir_all(root.join("pages")).unwrap();
-    write_files(root, &[("base.html", &base_source(0)), ("part.html", &part_source(0))]);
+    write_files(
+        root,
+        &[
+            ("base.html", &base_source(0)),
+            ("part.html", &part_source(0)),
+        ],
+    );
     for i in 0..PAGES {
         write_files(root, &[(&page_name(i), &page_source(i, 0))]);
     }
     // Newest version written of base, pages, part.
-    let max: Arc<[AtomicU64; 3]> = Arc::new([AtomicU64::new(0), AtomicU64::new(0), AtomicU64::new(0)]);
-    let cache: Arc<TemplateCache<Counting, S>> =
-        Arc::new(TemplateCache::new(Counting::default(), FileSystemLoader::new([root])));
+    let max: Arc<[AtomicU64; 3]> =
+        Arc::new([AtomicU64::new(0), AtomicU64::new(0), AtomicU64::new(0)]);
+    let cache: Arc<TemplateCache<Counting, S>> = Arc::new(TemplateCache::new(
+        Counting::default(),
+        FileSystemLoader::new([root]),
+    ));
     let stop = Arc::new(AtomicBool::new(false));
     let start = Arc::new(Barrier::new(READERS + 1));
 
     let readers: Vec<_> = (0..READERS)
         .map(|t| {
-            let (cache, stop, start, max) =
-                (Arc::clone(&cache), Arc::clone(&stop), Arc::clone(&start), Arc::clone(&max));
+            let (cache, stop, start, max) = (
+                Arc::clone(&cache),
+                Arc::clone(&stop),
+                Arc::clone(&start),
+                Arc::clone(&max),
+            );
             std::thread::spawn(move || {
                 let mut rng = StdRng::seed_from_u64(t as u64);
                 let mut reader = cache.reader();
@@ -112,8 +130,11 @@ fn readers_never_see_errors_while_files_change<S: Strategy>() {
                 resets += 1;
             }
             1..=3 => {
-                let name = ["base.html", "part.html", &page_name(rng.gen_range(0..PAGES))]
-                    [rng.gen_range(0..3)]
+                let name = [
+                    "base.html",
+                    "part.html",
+                    &page_name(rng.gen_range(0..PAGES)),
+                ][rng.gen_range(0..3)]
                 .to_owned();
                 if cache.invalidate(&name) {
                     *invalidations.entry(name).or_default() += 1;
@@ -173,8 +194,10 @@ fn concurrent_misses_compile_once_per_generation<S: Strategy>() {
     for (i, n) in names.iter().enumerate() {
         write_files(dir.path(), &[(n, &format!("T{i}"))]);
     }
-    let cache: Arc<TemplateCache<Counting, S>> =
-        Arc::new(TemplateCache::new(Counting::default(), FileSystemLoader::new([dir.path()])));
+    let cache: Arc<TemplateCache<Counting, S>> = Arc::new(TemplateCache::new(
+        Counting::default(),
+        FileSystemLoader::new([dir.path()]),
+    ));
     let barrier = Arc::new(Barrier::new(THREADS));
     let threads: Vec<_> = (0..THREADS)
         .map(|t| {
@@ -202,7 +225,10 @@ fn concurrent_misses_compile_once_per_generation<S: Strategy>() {
     // Generation 0 was never used (reset before the first round).
     assert_eq!(table.len(), ROUNDS * names.len());
     for ((generation, name), count) in table {
-        assert_eq!(count, 1, "{name} compiled {count} times in generation {generation}");
+        assert_eq!(
+            count, 1,
+            "{name} compiled {count} times in generation {generation}"
+        );
     }
 }
 

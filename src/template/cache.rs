@@ -4,10 +4,10 @@ use std::collections::HashMap;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
+use super::Template;
 use super::engine::Engine;
 use super::error::{GetError, LoadError};
 use super::loader::{FileSystemLoader, Stamp};
-use super::Template;
 use crate::lock::Guarded;
 use crate::sync::{Arc, AtomicU64, Mutex, Ordering, Snapshot, SnapshotReader};
 
@@ -16,6 +16,12 @@ type Hasher = foldhash::fast::FixedState;
 fn hasher() -> Hasher {
     foldhash::fast::FixedState::with_seed(0x7e3a_11ce)
 }
+
+/// The outcome of loading and compiling one name.
+type LoadResult<E> = Result<Arc<Loaded<E>>, GetError<<E as Engine>::Error>>;
+
+/// Entries to drop on autoreload: the name, and the compiled template (`None` for a miss).
+type StaleEntries<E> = Vec<(Box<str>, Option<Arc<Loaded<E>>>)>;
 
 /// What every back end shares: engine, loader, autoreload clock, generation counter.
 pub struct Shared<E: Engine> {
@@ -74,7 +80,11 @@ impl<E: Engine> Shared<E> {
     }
 
     /// Loads and compiles `name` for `state`'s generation. Takes no lock.
-    fn load_compile(&self, state: &State<E>, name: &str) -> Result<Arc<Loaded<E>>, GetError<E::Error>> {
+    fn load_compile(
+        &self,
+        state: &State<E>,
+        name: &str,
+    ) -> Result<Arc<Loaded<E>>, GetError<E::Error>> {
         let source = self.loader.load(name)?;
         let compiled = self
             .engine
@@ -108,15 +118,16 @@ pub struct Loaded<E: Engine> {
 pub enum Slot<E: Engine> {
     /// Compiled.
     Found(Arc<Loaded<E>>),
-    /// The loader found nothing (negative caching).
-    Missing(LoadError),
+    /// The loader found nothing (negative caching). Boxed behind an `Arc` so a map bucket
+    /// stays small (name + tag + pointer) on the hit path.
+    Missing(Arc<LoadError>),
 }
 
 impl<E: Engine> Clone for Slot<E> {
     fn clone(&self) -> Self {
         match self {
             Slot::Found(l) => Slot::Found(Arc::clone(l)),
-            Slot::Missing(e) => Slot::Missing(e.clone()),
+            Slot::Missing(e) => Slot::Missing(Arc::clone(e)),
         }
     }
 }
@@ -138,7 +149,7 @@ impl<E: Engine> State<E> {
     }
 
     /// Names whose file changed or vanished (autoreload), and every cached miss.
-    fn stale(&self) -> Vec<(Box<str>, Option<Arc<Loaded<E>>>)> {
+    fn stale(&self) -> StaleEntries<E> {
         self.map
             .iter()
             .filter_map(|(name, slot)| match slot {
@@ -152,12 +163,10 @@ impl<E: Engine> State<E> {
     }
 }
 
-fn slot_result<'r, E: Engine>(
-    slot: &'r Slot<E>,
-) -> Result<Template<'r, E>, GetError<E::Error>> {
+fn slot_result<'r, E: Engine>(slot: &'r Slot<E>) -> Result<Template<'r, E>, GetError<E::Error>> {
     match slot {
         Slot::Found(l) => Ok(Template::borrowed(l)),
-        Slot::Missing(e) => Err(GetError::Load(e.clone())),
+        Slot::Missing(e) => Err(GetError::Load(LoadError::clone(e))),
     }
 }
 
@@ -165,7 +174,7 @@ fn slot_result<'r, E: Engine>(
 fn cacheable<E: Engine>(result: &Result<Arc<Loaded<E>>, GetError<E::Error>>) -> Option<Slot<E>> {
     match result {
         Ok(l) => Some(Slot::Found(Arc::clone(l))),
-        Err(GetError::Load(e)) if e.is_not_found() => Some(Slot::Missing(e.clone())),
+        Err(GetError::Load(e)) if e.is_not_found() => Some(Slot::Missing(Arc::new(e.clone()))),
         Err(_) => None,
     }
 }
@@ -194,7 +203,7 @@ pub trait Backend<E: Engine>: Send + Sync + Sized {
     /// The current generation number.
     fn generation(&self) -> u64;
     /// How many names are cached (found or missing).
-    fn len(&self) -> usize;
+    fn cached_count(&self) -> usize;
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -204,7 +213,7 @@ pub trait Backend<E: Engine>: Send + Sync + Sized {
 /// compiles; the others wait on that mutex and then reuse the result.
 pub struct Flight<E: Engine> {
     generation: u64,
-    result: Mutex<Option<Result<Arc<Loaded<E>>, GetError<E::Error>>>>,
+    result: Mutex<Option<LoadResult<E>>>,
 }
 
 /// Copy-on-write snapshots behind arc-swap; single-flight misses.
@@ -250,7 +259,7 @@ impl<E: Engine> LockFreeBackend<E> {
             let current = self.cell.load_full();
             match current.map.get(name) {
                 Some(Slot::Found(l)) => return Ok(Arc::clone(l)),
-                Some(Slot::Missing(e)) => return Err(GetError::Load(e.clone())),
+                Some(Slot::Missing(e)) => return Err(GetError::Load(LoadError::clone(e))),
                 None => {}
             }
             if let Some(flight) = flights.get(name) {
@@ -391,7 +400,7 @@ impl<E: Engine> Backend<E> for LockFreeBackend<E> {
         self.cell.load().generation
     }
 
-    fn len(&self) -> usize {
+    fn cached_count(&self) -> usize {
         self.cell.load().map.len()
     }
 }
@@ -447,7 +456,7 @@ impl<E: Engine> Backend<E> for BlockingBackend<E> {
         if let Some(slot) = state.map.get(name) {
             return match slot {
                 Slot::Found(l) => Ok(Template::owned(Arc::clone(l))),
-                Slot::Missing(e) => Err(GetError::Load(e.clone())),
+                Slot::Missing(e) => Err(GetError::Load(LoadError::clone(e))),
             };
         }
         FileSystemLoader::check_name(name)?;
@@ -481,7 +490,7 @@ impl<E: Engine> Backend<E> for BlockingBackend<E> {
         self.state.lock().generation
     }
 
-    fn len(&self) -> usize {
+    fn cached_count(&self) -> usize {
         self.state.lock().map.len()
     }
 }
@@ -532,7 +541,11 @@ mod loom_model {
     }
 
     fn setup() -> (Arc<Shared<Dummy>>, Arc<LockFreeBackend<Dummy>>) {
-        let shared = Arc::new(Shared::new(Dummy, FileSystemLoader::new::<[&str; 0], &str>([]), None));
+        let shared = Arc::new(Shared::new(
+            Dummy,
+            FileSystemLoader::new::<[&str; 0], &str>([]),
+            None,
+        ));
         let backend = Arc::new(LockFreeBackend::new(&shared));
         (shared, backend)
     }
@@ -576,7 +589,9 @@ mod loom_model {
                 let (backend, shared) = (Arc::clone(&backend), Arc::clone(&shared));
                 loom::thread::spawn(move || backend.reset(&shared))
             };
-            let got = backend.single_flight("x", |state| Ok(loaded(state, 1))).unwrap();
+            let got = backend
+                .single_flight("x", |state| Ok(loaded(state, 1)))
+                .unwrap();
             resetter.join().unwrap();
             let state = backend.cell.load_full();
             assert_eq!(state.generation, 1);
@@ -586,7 +601,9 @@ mod loom_model {
                 }
             }
             // A later miss loads afresh in the new generation.
-            let again = backend.single_flight("x", |state| Ok(loaded(state, 2))).unwrap();
+            let again = backend
+                .single_flight("x", |state| Ok(loaded(state, 2)))
+                .unwrap();
             assert_eq!(again.generation, 1);
             assert!(got.generation <= 1);
         });

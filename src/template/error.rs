@@ -94,7 +94,11 @@ impl fmt::Display for LoadError {
                 Ok(())
             }
             LoadError::Io { path, source } => {
-                write!(f, "could not read template file {}: {source}", path.display())
+                write!(
+                    f,
+                    "could not read template file {}: {source}",
+                    path.display()
+                )
             }
         }
     }
@@ -231,7 +235,10 @@ impl<C: fmt::Display, R: fmt::Display> fmt::Display for RenderError<C, R> {
         match self {
             RenderError::Get(e) => e.fmt(f),
             RenderError::Dependency { template, source } => {
-                write!(f, "template {template:?} needs a template that failed: {source}")
+                write!(
+                    f,
+                    "template {template:?} needs a template that failed: {source}"
+                )
             }
             RenderError::Render(e) => write!(f, "rendering failed: {e}"),
             RenderError::Unsettled { template } => write!(

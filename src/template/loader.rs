@@ -105,7 +105,10 @@ impl FileSystemLoader {
         if name.starts_with('/') || Path::new(name).is_absolute() {
             return refuse(RefusedReason::Absolute);
         }
-        if name.split('/').any(|s| s.is_empty() || s == "." || s == "..") {
+        if name
+            .split('/')
+            .any(|s| s.is_empty() || s == "." || s == "..")
+        {
             return refuse(RefusedReason::BadSegment);
         }
         Ok(())

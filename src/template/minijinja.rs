@@ -33,7 +33,8 @@ use crate::sync::{Arc, Mutex, Snapshot};
 ///     dir.path().join("page.html"),
 ///     r#"{% extends "base.html" %}{% block title %}Hi {{ who }}{% endblock %}"#,
 /// )?;
-/// let cache = TemplateCache::new(MiniJinja::new(), FileSystemLoader::new([dir.path()]));
+/// let cache: TemplateCache<MiniJinja> =
+///     TemplateCache::new(MiniJinja::new(), FileSystemLoader::new([dir.path()]));
 /// let mut reader = cache.reader();
 /// let html = reader.render("page.html", &serde_json::json!({ "who": "there" }))?;
 /// assert_eq!(html, "<h1>Hi there</h1>");
@@ -112,7 +113,8 @@ pub struct MiniJinjaGeneration {
 
 impl fmt::Debug for MiniJinjaGeneration {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("MiniJinjaGeneration").finish_non_exhaustive()
+        f.debug_struct("MiniJinjaGeneration")
+            .finish_non_exhaustive()
     }
 }
 

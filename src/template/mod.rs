@@ -26,7 +26,7 @@
 //! With it, `{% extends %}` and `{% include %}` resolve through the cache and, on a hit, take
 //! no lock either (see `docs/template.md`).
 //!
-//! The strategy parameter picks the synchronisation: [`LockFree`](crate::LockFree) (default)
+//! The strategy parameter picks the synchronisation: [`LockFree`] (default)
 //! as above, or [`Blocking`](crate::Blocking): one map under the template loader's
 //! function-level lock ([`crate::lock`]), loading and compiling under it. Same API.
 //!
@@ -35,7 +35,10 @@
 //!
 //! let dir = tempfile::tempdir()?;
 //! std::fs::write(dir.path().join("hello.html"), "Hello {{ name }}!")?;
-//! let cache = TemplateCache::new(MiniJinja::new(), FileSystemLoader::new([dir.path()]));
+//! // The strategy defaults to `LockFree`; name the type (a default type parameter does not
+//! // drive inference).
+//! let cache: TemplateCache<MiniJinja> =
+//!     TemplateCache::new(MiniJinja::new(), FileSystemLoader::new([dir.path()]));
 //!
 //! // One reader per thread (or per task): its hits take no lock.
 //! let mut reader = cache.reader();
@@ -138,7 +141,7 @@ impl<E: Engine, S: Strategy> TemplateCache<E, S> {
 
     /// How many names are cached, compiled or missing.
     pub fn len(&self) -> usize {
-        self.backend.len()
+        self.backend.cached_count()
     }
 
     /// Whether nothing is cached.
@@ -279,7 +282,9 @@ impl<'c, E: Engine, S: Strategy> Reader<'c, E, S> {
 
 impl<E: Engine, S: Strategy> fmt::Debug for Reader<'_, E, S> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Reader").field("strategy", &S::KIND).finish_non_exhaustive()
+        f.debug_struct("Reader")
+            .field("strategy", &S::KIND)
+            .finish_non_exhaustive()
     }
 }
 

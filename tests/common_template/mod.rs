@@ -9,7 +9,9 @@ use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use serde::Serialize;
-use unlocked::template::{Engine, MiniJinja, MiniJinjaGeneration, MiniJinjaTemplate, RenderFailure};
+use unlocked::template::{
+    Engine, MiniJinja, MiniJinjaGeneration, MiniJinjaTemplate, RenderFailure,
+};
 
 /// Writes `files` (name, contents) under `dir`, creating folders.
 pub fn write_files(dir: &Path, files: &[(&str, &str)]) {
@@ -102,6 +104,7 @@ impl Engine for Counting {
         compiled: &MiniJinjaTemplate,
         context: &C,
     ) -> Result<String, RenderFailure<minijinja::Error>> {
-        self.inner.render(&generation.inner, name, compiled, context)
+        self.inner
+            .render(&generation.inner, name, compiled, context)
     }
 }
