@@ -374,7 +374,35 @@ fn compile_started_before_reset_is_not_published<S: Strategy>() {
     assert_eq!(reader.render("slow.html", &()).unwrap(), "new");
 }
 
+fn thread_safety<S: Strategy>() {
+    fn send_sync<T: Send + Sync>() {}
+    fn send<T: Send>() {}
+    send_sync::<TemplateCache<MiniJinja, S>>();
+    send::<unlocked::template::Reader<'static, MiniJinja, S>>();
+    send_sync::<unlocked::template::Template<'static, MiniJinja>>();
+    send_sync::<GetError<minijinja::Error>>();
+    // A cache shared by scoped threads, one reader each.
+    let dir = dir_with(&[("t.html", "{{ n }}")]);
+    let cache: TemplateCache<MiniJinja, S> =
+        TemplateCache::new(MiniJinja::new(), FileSystemLoader::new([dir.path()]));
+    std::thread::scope(|s| {
+        for n in 0..4 {
+            let cache = &cache;
+            s.spawn(move || {
+                let mut reader = cache.reader();
+                for _ in 0..100 {
+                    assert_eq!(
+                        reader.render("t.html", &json!({ "n": n })).unwrap(),
+                        n.to_string()
+                    );
+                }
+            });
+        }
+    });
+}
+
 unlocked::strategy_tests!(
+    thread_safety,
     compile_started_before_reset_is_not_published,
     hits_compile_once,
     first_directory_wins,

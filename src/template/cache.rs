@@ -182,8 +182,8 @@ fn cacheable<E: Engine>(result: &Result<Arc<Loaded<E>>, GetError<E::Error>>) -> 
 /// How a strategy stores and finds templates (hidden; selected by
 /// [`TemplateStrategy`](super::strategy::TemplateStrategy)).
 pub trait Backend<E: Engine>: Send + Sync + Sized {
-    /// A per-thread handle.
-    type Reader<'a>
+    /// A per-thread handle (it may move to another thread with its task).
+    type Reader<'a>: Send
     where
         Self: 'a;
     /// A back end with one empty generation.
