@@ -1,2 +1,268 @@
-//! Placeholder: the template bench lands with its component.
-fn main() {}
+//! Template cache: hit lookup and lookup + render, 1/2/4 threads, against minijinja's own
+//! `Environment` with `path_loader`, an `RwLock<HashMap>` and an unsynchronised per-thread
+//! `HashMap` (the floor), all with the same hasher (foldhash, fixed seed).
+//!
+//! Run: `cargo bench --bench template -- --warm-up-time 1 --measurement-time 2`
+
+use std::collections::HashMap;
+use std::hint::black_box;
+use std::sync::{Barrier, RwLock};
+use std::time::{Duration, Instant};
+
+use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
+use minijinja::Environment;
+use minijinja::value::{Serde, Value};
+use serde::Serialize;
+use unlocked::template::{FileSystemLoader, MiniJinja, TemplateCache};
+use unlocked::{Blocking, LockFree, Strategy};
+
+const NAMES: usize = 200;
+const THREADS: [usize; 3] = [1, 2, 4];
+
+type Hasher = foldhash::fast::FixedState;
+
+fn hasher() -> Hasher {
+    foldhash::fast::FixedState::with_seed(0x7e3a_11ce)
+}
+
+#[derive(Serialize)]
+struct Ctx<'a> {
+    name: &'a str,
+    n: u64,
+}
+
+/// Runs `iters` operations split over `threads` threads, each building its own worker first;
+/// returns the wall time from the first thread's start to the last thread's finish (each
+/// thread stamps its own start after the barrier, so a main thread descheduled on a busy
+/// machine does not shorten the measurement).
+fn parallel<F, W>(iters: u64, threads: usize, make: &F) -> Duration
+where
+    F: Fn() -> W + Sync,
+    W: FnMut(u64),
+{
+    let barrier = Barrier::new(threads);
+    let per = iters.div_ceil(threads as u64);
+    let spans: Vec<(Instant, Instant)> = std::thread::scope(|s| {
+        let handles: Vec<_> = (0..threads)
+            .map(|t| {
+                let barrier = &barrier;
+                s.spawn(move || {
+                    let mut work = make();
+                    barrier.wait();
+                    let start = Instant::now();
+                    for i in 0..per {
+                        work(i.wrapping_mul(7).wrapping_add(t as u64 * 31));
+                    }
+                    (start, Instant::now())
+                })
+            })
+            .collect();
+        handles.into_iter().map(|h| h.join().unwrap()).collect()
+    });
+    let first = spans.iter().map(|s| s.0).min().unwrap();
+    let last = spans.iter().map(|s| s.1).max().unwrap();
+    last - first
+}
+
+fn fixture() -> (tempfile::TempDir, Vec<String>) {
+    let dir = tempfile::tempdir().unwrap();
+    let names: Vec<String> = (0..NAMES).map(|i| format!("pages/t{i}.html")).collect();
+    std::fs::create_dir_all(dir.path().join("pages")).unwrap();
+    for (i, n) in names.iter().enumerate() {
+        std::fs::write(
+            dir.path().join(n),
+            format!("<p>Hello {{{{ name }}}} #{{{{ n }}}} of {i}</p>"),
+        )
+        .unwrap();
+    }
+    (dir, names)
+}
+
+fn warm<S: Strategy>(cache: &TemplateCache<MiniJinja, S>, names: &[String]) {
+    let mut r = cache.reader();
+    for n in names {
+        r.render(n, &Ctx { name: "x", n: 0 }).unwrap();
+    }
+}
+
+fn path_env(dir: &std::path::Path, names: &[String]) -> Environment<'static> {
+    let mut env = Environment::new();
+    env.set_loader(minijinja::path_loader(dir));
+    // Like the cache without autoreload: no `stat` per lookup.
+    env.set_auto_reload(false);
+    for n in names {
+        env.get_template(n).unwrap();
+    }
+    env
+}
+
+fn lookup(c: &mut Criterion) {
+    let (dir, names) = fixture();
+    let names = &names;
+    let lock_free: TemplateCache<MiniJinja, LockFree> =
+        TemplateCache::new(MiniJinja::new(), FileSystemLoader::new([dir.path()]));
+    let blocking: TemplateCache<MiniJinja, Blocking> =
+        TemplateCache::new(MiniJinja::new(), FileSystemLoader::new([dir.path()]));
+    warm(&lock_free, names);
+    warm(&blocking, names);
+    let env = path_env(dir.path(), names);
+    let mut map: HashMap<Box<str>, u64, Hasher> = HashMap::with_hasher(hasher());
+    for (i, n) in names.iter().enumerate() {
+        map.insert(n.as_str().into(), i as u64);
+    }
+    let rw = RwLock::new(map.clone());
+
+    let mut g = c.benchmark_group("template/lookup");
+    g.throughput(Throughput::Elements(1));
+    for threads in THREADS {
+        g.bench_with_input(BenchmarkId::new("lock-free", threads), &threads, |b, &t| {
+            b.iter_custom(|iters| {
+                parallel(iters, t, &|| {
+                    let mut reader = lock_free.reader();
+                    move |i| {
+                        let name = &names[i as usize % NAMES];
+                        black_box(reader.get(name).unwrap().compiled());
+                    }
+                })
+            })
+        });
+        g.bench_with_input(BenchmarkId::new("blocking", threads), &threads, |b, &t| {
+            b.iter_custom(|iters| {
+                parallel(iters, t, &|| {
+                    let mut reader = blocking.reader();
+                    move |i| {
+                        let name = &names[i as usize % NAMES];
+                        black_box(reader.get(name).unwrap().compiled());
+                    }
+                })
+            })
+        });
+        g.bench_with_input(
+            BenchmarkId::new("minijinja-path-loader", threads),
+            &threads,
+            |b, &t| {
+                b.iter_custom(|iters| {
+                    parallel(iters, t, &|| {
+                        |i| {
+                            let name = &names[i as usize % NAMES];
+                            black_box(env.get_template(name).unwrap());
+                        }
+                    })
+                })
+            },
+        );
+        g.bench_with_input(
+            BenchmarkId::new("rwlock-hashmap", threads),
+            &threads,
+            |b, &t| {
+                b.iter_custom(|iters| {
+                    parallel(iters, t, &|| {
+                        |i| {
+                            let name = &names[i as usize % NAMES];
+                            let guard = rw.read().unwrap();
+                            black_box(guard.get(name.as_str()).unwrap());
+                        }
+                    })
+                })
+            },
+        );
+        g.bench_with_input(
+            BenchmarkId::new("floor-hashmap", threads),
+            &threads,
+            |b, &t| {
+                b.iter_custom(|iters| {
+                    parallel(iters, t, &|| {
+                        let own = map.clone();
+                        move |i| {
+                            let name = &names[i as usize % NAMES];
+                            black_box(own.get(name.as_str()).unwrap());
+                        }
+                    })
+                })
+            },
+        );
+    }
+    g.finish();
+}
+
+fn lookup_render(c: &mut Criterion) {
+    let (dir, names) = fixture();
+    let names = &names;
+    let lock_free: TemplateCache<MiniJinja, LockFree> =
+        TemplateCache::new(MiniJinja::new(), FileSystemLoader::new([dir.path()]));
+    let blocking: TemplateCache<MiniJinja, Blocking> =
+        TemplateCache::new(MiniJinja::new(), FileSystemLoader::new([dir.path()]));
+    warm(&lock_free, names);
+    warm(&blocking, names);
+    let env = path_env(dir.path(), names);
+
+    let mut g = c.benchmark_group("template/lookup+render");
+    g.throughput(Throughput::Elements(1));
+    for threads in THREADS {
+        g.bench_with_input(BenchmarkId::new("lock-free", threads), &threads, |b, &t| {
+            b.iter_custom(|iters| {
+                parallel(iters, t, &|| {
+                    let mut reader = lock_free.reader();
+                    move |i| {
+                        let name = &names[i as usize % NAMES];
+                        black_box(
+                            reader
+                                .render(
+                                    name,
+                                    &Ctx {
+                                        name: "World",
+                                        n: i,
+                                    },
+                                )
+                                .unwrap(),
+                        );
+                    }
+                })
+            })
+        });
+        g.bench_with_input(BenchmarkId::new("blocking", threads), &threads, |b, &t| {
+            b.iter_custom(|iters| {
+                parallel(iters, t, &|| {
+                    let mut reader = blocking.reader();
+                    move |i| {
+                        let name = &names[i as usize % NAMES];
+                        black_box(
+                            reader
+                                .render(
+                                    name,
+                                    &Ctx {
+                                        name: "World",
+                                        n: i,
+                                    },
+                                )
+                                .unwrap(),
+                        );
+                    }
+                })
+            })
+        });
+        g.bench_with_input(
+            BenchmarkId::new("minijinja-path-loader", threads),
+            &threads,
+            |b, &t| {
+                b.iter_custom(|iters| {
+                    parallel(iters, t, &|| {
+                        |i| {
+                            let name = &names[i as usize % NAMES];
+                            let tmpl = env.get_template(name).unwrap();
+                            let ctx = Value::from(Serde(&Ctx {
+                                name: "World",
+                                n: i,
+                            }));
+                            black_box(tmpl.render(ctx).unwrap());
+                        }
+                    })
+                })
+            },
+        );
+    }
+    g.finish();
+}
+
+criterion_group!(benches, lookup, lookup_render);
+criterion_main!(benches);

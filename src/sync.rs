@@ -127,6 +127,25 @@ mod imp {
         };
     }
     pub(crate) use thread_local_shim as thread_local;
+
+    /// A per-thread reader of a [`Snapshot`]: keeps the last snapshot it saw and re-validates
+    /// it with one atomic load (`arc_swap::Cache`), so a read bumps no shared reference count.
+    pub(crate) struct SnapshotReader<'a, T>(arc_swap::Cache<&'a arc_swap::ArcSwap<T>, Arc<T>>);
+
+    impl<T> Snapshot<T> {
+        /// A reader for one thread (template cache hit path).
+        pub(crate) fn reader(&self) -> SnapshotReader<'_, T> {
+            SnapshotReader(arc_swap::Cache::new(&self.0))
+        }
+    }
+
+    impl<T> SnapshotReader<'_, T> {
+        /// The current snapshot, borrowed from this reader.
+        #[inline]
+        pub(crate) fn load(&mut self) -> &Arc<T> {
+            self.0.load()
+        }
+    }
 }
 
 #[cfg(unlocked_loom)]
@@ -263,6 +282,27 @@ mod imp {
         };
     }
     pub(crate) use thread_local_shim as thread_local;
+
+    /// Loom stand-in for the per-thread snapshot reader: re-reads the snapshot every time.
+    pub(crate) struct SnapshotReader<'a, T> {
+        cell: &'a Snapshot<T>,
+        last: Option<Arc<T>>,
+    }
+
+    impl<T> Snapshot<T> {
+        pub(crate) fn reader(&self) -> SnapshotReader<'_, T> {
+            SnapshotReader {
+                cell: self,
+                last: None,
+            }
+        }
+    }
+
+    impl<T> SnapshotReader<'_, T> {
+        pub(crate) fn load(&mut self) -> &Arc<T> {
+            self.last.insert(self.cell.load())
+        }
+    }
 }
 
 pub(crate) use imp::*;
