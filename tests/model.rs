@@ -102,7 +102,10 @@ fn save_commits_only_at_the_version_read<S: Strategy>() {
     assert_eq!((saved.version(), saved.balance), (2, 110));
     match store.save(second) {
         Err(SaveError::Conflict { rejected, current }) => {
-            assert_eq!(rejected.balance, 90, "the rejected draft comes back unchanged");
+            assert_eq!(
+                rejected.balance, 90,
+                "the rejected draft comes back unchanged"
+            );
             assert_eq!(rejected.version(), 1);
             assert_eq!((current.version(), current.balance), (2, 110));
         }
@@ -135,7 +138,10 @@ fn save_after_delete_is_not_found<S: Strategy>() {
         Err(SaveError::NotFound { rejected }) => assert_eq!(rejected.owner, "a"),
         other => panic!("expected NotFound, got {other:?}"),
     }
-    assert!(store.get(rec.pk()).is_none(), "a save must not resurrect a deleted record");
+    assert!(
+        store.get(rec.pk()).is_none(),
+        "a save must not resurrect a deleted record"
+    );
 }
 
 // ---------------------------------------------------------------- store: update
@@ -155,7 +161,10 @@ fn update_reruns_the_closure_after_a_conflict<S: Strategy>() {
         })
         .unwrap();
     assert_eq!(runs, 3, "two conflicts, then a commit");
-    assert_eq!(rec.balance, 201, "the retried closure saw both concurrent commits");
+    assert_eq!(
+        rec.balance, 201,
+        "the retried closure saw both concurrent commits"
+    );
     assert_eq!(rec.version(), 4);
 }
 
@@ -200,7 +209,11 @@ fn update_gives_up_when_the_budget_runs_out<S: Strategy>() {
     }
     assert_eq!(runs, 3);
     let stored = store.get(pk).unwrap();
-    assert_eq!((stored.balance, stored.version()), (3, 4), "the failed update wrote nothing");
+    assert_eq!(
+        (stored.balance, stored.version()),
+        (3, 4),
+        "the failed update wrote nothing"
+    );
 }
 
 fn update_panic_is_an_error_and_leaves_data_intact<S: Strategy>() {
@@ -221,7 +234,10 @@ fn update_panic_is_an_error_and_leaves_data_intact<S: Strategy>() {
         other => panic!("expected Panicked, got {other:?}"),
     }
     let rec = store.get(pk).unwrap();
-    assert_eq!((rec.balance, rec.owner.as_str(), rec.version()), (7, "a", 1));
+    assert_eq!(
+        (rec.balance, rec.owner.as_str(), rec.version()),
+        (7, "a", 1)
+    );
     // The store still works (no poisoned lock under Blocking).
     assert_eq!(store.update(pk, |a| a.balance += 1).unwrap().balance, 8);
 }
@@ -331,7 +347,11 @@ fn commit_is_all_or_nothing<S: Strategy>() {
         }
         other => panic!("expected a conflict, got {other:?}"),
     }
-    assert_eq!(store.get(a.pk()).unwrap().balance, 100, "nothing half-applied");
+    assert_eq!(
+        store.get(a.pk()).unwrap().balance,
+        100,
+        "nothing half-applied"
+    );
     assert_eq!(store.get(a.pk()).unwrap().version(), 1);
 
     // Re-read, redo, commit.
@@ -444,10 +464,13 @@ fn reads_and_the_class_lock<S: Strategy>() {
     }
     release_tx.send(()).unwrap();
     holder.join().unwrap();
-    assert_eq!(done_rx.recv_timeout(Duration::from_secs(10)).ok(), match S::KIND {
-        StrategyKind::LockFree => None, // already received
-        _ => Some(true),
-    });
+    assert_eq!(
+        done_rx.recv_timeout(Duration::from_secs(10)).ok(),
+        match S::KIND {
+            StrategyKind::LockFree => None, // already received
+            _ => Some(true),
+        }
+    );
     reader.join().unwrap();
 }
 
@@ -490,7 +513,11 @@ fn populate_then_look_up_without_a_lock<S: Strategy>() {
     assert_eq!(meta.label(), "blog.Article");
     assert_eq!(meta.label_lower(), "blog.article");
     assert!(meta.is::<Article>() && !meta.is::<Comment>());
-    assert!(apps.get_model_by_label("bank.ACCOUNT").unwrap().is::<Account>());
+    assert!(
+        apps.get_model_by_label("bank.ACCOUNT")
+            .unwrap()
+            .is::<Account>()
+    );
     assert_eq!(apps.get_model_of::<Comment>().unwrap().name, "Comment");
     assert_eq!(
         apps.get_models().map(|m| m.label()).collect::<Vec<_>>(),
@@ -551,7 +578,9 @@ fn populate_races_run_once<S: Strategy>() {
                         let store = store.clone();
                         reg.on_ready(move |_| {
                             thread::sleep(Duration::from_millis(5));
-                            store.insert(Article { title: "seed".into() });
+                            store.insert(Article {
+                                title: "seed".into(),
+                            });
                         });
                         Ok(())
                     });
@@ -564,11 +593,12 @@ fn populate_races_run_once<S: Strategy>() {
             })
             .collect();
         let outcomes: Vec<Populated> = handles.into_iter().map(|h| h.join().unwrap()).collect();
-        assert_eq!(runs.load(Ordering::SeqCst), 1, "the registration ran more than once");
         assert_eq!(
-            outcomes.iter().filter(|&&o| o == Populated::Now).count(),
-            1
+            runs.load(Ordering::SeqCst),
+            1,
+            "the registration ran more than once"
         );
+        assert_eq!(outcomes.iter().filter(|&&o| o == Populated::Now).count(), 1);
     }
 }
 
@@ -611,7 +641,9 @@ fn failed_registration_publishes_nothing<S: Strategy>() {
     let apps = Apps::new();
     assert_eq!(
         apps.populate(|reg| {
-            reg.app("blog")?.model::<Article>()?.model::<ArticleAgain>()?;
+            reg.app("blog")?
+                .model::<Article>()?
+                .model::<ArticleAgain>()?;
             Ok(())
         }),
         Err(PopulateError::DuplicateModel {
@@ -619,7 +651,10 @@ fn failed_registration_publishes_nothing<S: Strategy>() {
         })
     );
     assert!(!apps.models_ready());
-    assert_eq!(apps.get_model("blog", "Article"), Err(LookupError::NotReady));
+    assert_eq!(
+        apps.get_model("blog", "Article"),
+        Err(LookupError::NotReady)
+    );
     assert_eq!(
         apps.populate(|reg| reg.app("blog")?.app("blog").map(|_| ())),
         Err(PopulateError::DuplicateApp {
@@ -667,7 +702,9 @@ fn panicking_ready_hook_is_sticky<S: Strategy>() {
         register_blog(reg)?;
         reg.on_ready(|_| panic!("hook failed"));
         reg.on_ready(move |_| {
-            later.insert(Article { title: "never".into() });
+            later.insert(Article {
+                title: "never".into(),
+            });
         });
         Ok(())
     });

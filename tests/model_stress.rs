@@ -56,8 +56,12 @@ fn increments_are_never_lost<S: Strategy>() {
     let conflicts = Arc::new(AtomicU64::new(0));
     let handles: Vec<_> = (0..2 * THREADS_PER_KIND)
         .map(|t| {
-            let (store, pks, barrier, conflicts) =
-                (store.clone(), pks.clone(), barrier.clone(), conflicts.clone());
+            let (store, pks, barrier, conflicts) = (
+                store.clone(),
+                pks.clone(),
+                barrier.clone(),
+                conflicts.clone(),
+            );
             thread::spawn(move || {
                 let mut rng = 0x9E37_79B9_7F4A_7C15_u64 ^ (t as u64 + 1);
                 let mut mine = [0_u64; RECORDS];
@@ -146,7 +150,10 @@ fn transfers_keep_the_total_in_every_snapshot<S: Strategy>() {
                 let balances: Vec<i64> = snap.iter().map(|r| r.balance).collect();
                 assert_eq!(balances.len(), ACCOUNTS);
                 let sum: i64 = balances.iter().sum();
-                assert_eq!(sum, total, "a snapshot saw a transfer half-done: {balances:?}");
+                assert_eq!(
+                    sum, total,
+                    "a snapshot saw a transfer half-done: {balances:?}"
+                );
                 // `filter` and `all` read one snapshot too.
                 let filtered: i64 = store.filter(|_| true).iter().map(|r| r.balance).sum();
                 assert_eq!(filtered, total, "filter saw a transfer half-done");
@@ -172,8 +179,8 @@ fn transfers_keep_the_total_in_every_snapshot<S: Strategy>() {
                 barrier.wait();
                 for _ in 0..TRANSFERS {
                     let from = (next(&mut rng) % ACCOUNTS as u64) as usize;
-                    let to = (from + 1 + (next(&mut rng) % (ACCOUNTS as u64 - 1)) as usize)
-                        % ACCOUNTS;
+                    let to =
+                        (from + 1 + (next(&mut rng) % (ACCOUNTS as u64 - 1)) as usize) % ACCOUNTS;
                     let amount = (next(&mut rng) % 50) as i64 + 1;
                     if t == 0 {
                         store
@@ -215,10 +222,22 @@ fn transfers_keep_the_total_in_every_snapshot<S: Strategy>() {
     }
     done.store(true, Ordering::Release);
     let (snapshots, distinct) = reader.join().unwrap();
-    let finals: Vec<i64> = pks.iter().map(|&pk| store.get(pk).unwrap().balance).collect();
-    assert_eq!(finals, expected, "final balances differ from the transfers made");
-    assert!(snapshots > 1, "the reader took only {snapshots} snapshot(s)");
-    eprintln!("{}: {snapshots} snapshots checked, {distinct} distinct states", S::KIND);
+    let finals: Vec<i64> = pks
+        .iter()
+        .map(|&pk| store.get(pk).unwrap().balance)
+        .collect();
+    assert_eq!(
+        finals, expected,
+        "final balances differ from the transfers made"
+    );
+    assert!(
+        snapshots > 1,
+        "the reader took only {snapshots} snapshot(s)"
+    );
+    eprintln!(
+        "{}: {snapshots} snapshots checked, {distinct} distinct states",
+        S::KIND
+    );
 }
 
 unlocked::strategy_tests!(

@@ -293,10 +293,9 @@ impl<M> fmt::Display for UpdateError<M> {
                 f,
                 "the update closure for record {pk} panicked ({message}); nothing was changed"
             ),
-            UpdateError::DuplicatePk { pk } => write!(
-                f,
-                "primary key {pk} is listed twice; list each record once"
-            ),
+            UpdateError::DuplicatePk { pk } => {
+                write!(f, "primary key {pk} is listed twice; list each record once")
+            }
         }
     }
 }
@@ -425,9 +424,7 @@ impl<M> fmt::Display for CommitError<M> {
                 current.version()
             ),
             CommitError::Conflict {
-                pk,
-                current: None,
-                ..
+                pk, current: None, ..
             } => write!(
                 f,
                 "record {pk} was deleted since it was read; nothing was committed"

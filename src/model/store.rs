@@ -263,19 +263,17 @@ impl<M: Model, S: Strategy> ModelStore<M, S> {
             Conflict(Arc<Versioned<M>>),
             NotFound,
         }
-        let outcome = self
-            .root
-            .commit(|table| match table.records.get(&pk) {
-                None => Plan::Abort(Outcome::NotFound),
-                Some(current) if current.version != read_version => {
-                    Plan::Abort(Outcome::Conflict(current.clone()))
-                }
-                Some(_) => {
-                    let mut next = table.clone();
-                    next.records.insert_mut(pk, record.clone());
-                    Plan::Commit(next, Outcome::Saved)
-                }
-            });
+        let outcome = self.root.commit(|table| match table.records.get(&pk) {
+            None => Plan::Abort(Outcome::NotFound),
+            Some(current) if current.version != read_version => {
+                Plan::Abort(Outcome::Conflict(current.clone()))
+            }
+            Some(_) => {
+                let mut next = table.clone();
+                next.records.insert_mut(pk, record.clone());
+                Plan::Commit(next, Outcome::Saved)
+            }
+        });
         match outcome {
             Outcome::Saved => Ok(record),
             Outcome::Conflict(current) => Err(SaveError::Conflict {
@@ -486,10 +484,12 @@ impl<M: Model, S: Strategy> ModelStore<M, S> {
     pub fn delete(&self, pk: u64, version: u64) -> Result<Arc<Versioned<M>>, DeleteError<M>> {
         self.root.commit(|table| match table.records.get(&pk) {
             None => Plan::Abort(Err(DeleteError::NotFound { pk })),
-            Some(current) if current.version != version => Plan::Abort(Err(DeleteError::Conflict {
-                expected: version,
-                current: current.clone(),
-            })),
+            Some(current) if current.version != version => {
+                Plan::Abort(Err(DeleteError::Conflict {
+                    expected: version,
+                    current: current.clone(),
+                }))
+            }
             Some(current) => {
                 let mut next = table.clone();
                 next.records.remove_mut(&pk);
