@@ -68,7 +68,7 @@ trait Bench: Send + Sync + 'static {
 impl<S: Strategy> Bench for ModelStore<Row, S> {
     #[inline]
     fn read(&self, pk: u64) -> u64 {
-        self.get(pk).map_or(0, |r| r.hits)
+        self.get(pk).map_or(0, |r| r.hits ^ u64::from(r.owner[0]))
     }
     #[inline]
     fn update(&self, pk: u64) {
@@ -96,7 +96,10 @@ fn locked_update(map: &mut HashMap<u64, Versioned>, pk: u64) {
 impl Bench for MutexMap {
     #[inline]
     fn read(&self, pk: u64) -> u64 {
-        self.0.lock().get(&pk).map_or(0, |(_, r)| r.hits)
+        self.0
+            .lock()
+            .get(&pk)
+            .map_or(0, |(_, r)| r.hits ^ u64::from(r.owner[0]))
     }
     #[inline]
     fn update(&self, pk: u64) {
@@ -107,7 +110,10 @@ impl Bench for MutexMap {
 impl Bench for RwLockMap {
     #[inline]
     fn read(&self, pk: u64) -> u64 {
-        self.0.read().get(&pk).map_or(0, |(_, r)| r.hits)
+        self.0
+            .read()
+            .get(&pk)
+            .map_or(0, |(_, r)| r.hits ^ u64::from(r.owner[0]))
     }
     #[inline]
     fn update(&self, pk: u64) {
@@ -151,7 +157,7 @@ fn run<B: Bench>(store: &Arc<B>, op: Op, threads: usize, iters: u64) -> Duration
         .map(|t| {
             let (store, barrier) = (store.clone(), barrier.clone());
             thread::spawn(move || {
-                let mut rng = 0x9E37_79B9_7F4A_7C15_u64 ^ (t as u64 + 1) * 0x2545_F491;
+                let mut rng = 0x9E37_79B9_7F4A_7C15_u64 ^ ((t as u64 + 1) * 0x2545_F491);
                 let slice = RECORDS / threads as u64;
                 barrier.wait();
                 let mut sink = 0_u64;

@@ -141,6 +141,9 @@ pub(crate) fn panic_message(payload: &(dyn Any + Send)) -> String {
     }
 }
 
+/// Records built by one run of an update closure, with the versions they were built on.
+type Prepared<M> = (Vec<u64>, Vec<Arc<Versioned<M>>>);
+
 /// Takes back the value of a record built for a commit that did not happen.
 fn reclaim<M: Clone>(record: Arc<Versioned<M>>, read_version: u64) -> Draft<M> {
     let pk = record.pk;
@@ -314,7 +317,7 @@ impl<M: Model, S: Strategy> ModelStore<M, S> {
     ///
     /// ```
     /// use unlocked::model::{Model, ModelStore};
-    /// # #[derive(Clone)] struct Account { balance: i64 }
+    /// # #[derive(Clone, Debug)] struct Account { balance: i64 }
     /// # impl Model for Account { const APP_LABEL: &'static str = "bank"; const NAME: &'static str = "Account"; }
     /// let store: ModelStore<Account> = ModelStore::new();
     /// let a = store.insert(Account { balance: 100 }).pk();
@@ -336,15 +339,17 @@ impl<M: Model, S: Strategy> ModelStore<M, S> {
         pks: &[u64],
         mut change: impl FnMut(&mut [M]),
     ) -> Result<Vec<Arc<Versioned<M>>>, UpdateError<M>> {
-        let mut seen = HashSet::with_capacity(pks.len());
-        if let Some(&pk) = pks.iter().find(|&&pk| !seen.insert(pk)) {
-            return Err(UpdateError::DuplicatePk { pk });
+        if pks.len() > 1 {
+            let mut seen = HashSet::with_capacity(pks.len());
+            if let Some(&pk) = pks.iter().find(|&&pk| !seen.insert(pk)) {
+                return Err(UpdateError::DuplicatePk { pk });
+            }
         }
         let budget = self.retry_budget;
         let backoff = Backoff::new();
         let mut attempts = 0_u32;
         // The records built by the last run of `change`, with the versions they were built on.
-        let mut prepared: Option<(Vec<u64>, Vec<Arc<Versioned<M>>>)> = None;
+        let mut prepared: Option<Prepared<M>> = None;
         self.root.commit(|table| {
             let mut current = Vec::with_capacity(pks.len());
             for &pk in pks {
@@ -408,7 +413,7 @@ impl<M: Model, S: Strategy> ModelStore<M, S> {
     ///
     /// ```
     /// use unlocked::model::{Model, ModelStore, CommitError};
-    /// # #[derive(Clone)] struct Account { balance: i64 }
+    /// # #[derive(Clone, Debug)] struct Account { balance: i64 }
     /// # impl Model for Account { const APP_LABEL: &'static str = "bank"; const NAME: &'static str = "Account"; }
     /// let store: ModelStore<Account> = ModelStore::new();
     /// let a = store.insert(Account { balance: 100 });

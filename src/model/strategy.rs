@@ -5,7 +5,7 @@
 //! function from the current table to either a new table (commit) or an outcome (abort). The
 //! strategies differ only in how a plan's table is published:
 //!
-//! * [`LockFreeRoot`]: the root is a [`Snapshot`](crate::sync::Snapshot) (arc-swap); commit is
+//! * [`LockFreeRoot`]: the root is a `sync::Snapshot` (arc-swap); commit is
 //!   a compare-and-swap of the root against the table the plan read. If another commit won in
 //!   between, the plan runs again on the new table (and re-validates only the records it
 //!   touches, so unrelated commits cost a rebuild, not a conflict).
