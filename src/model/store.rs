@@ -542,8 +542,11 @@ impl<M> ModelSnapshot<M> {
         self.len() == 0
     }
 
-    /// Every record, in primary-key order.
+    /// Every record, in primary-key order (sorts references to the records: O(n log n)).
     pub fn iter(&self) -> impl Iterator<Item = &Arc<Versioned<M>>> + '_ {
-        self.table.records.values()
+        // The trie is ordered by hash: sort by key (O(n log n) per iteration).
+        let mut records: Vec<&Arc<Versioned<M>>> = self.table.records.values().collect();
+        records.sort_unstable_by_key(|r| r.pk);
+        records.into_iter()
     }
 }

@@ -1,7 +1,7 @@
 //! How each [`Strategy`](crate::Strategy) implements the model component (hidden, sealed).
 //!
-//! A store's whole table is one immutable persistent map (`rpds`'s red-black tree, shared
-//! structure between versions) behind a *root*. Every data-altering operation is a *plan*: a
+//! A store's whole table is one immutable persistent map (`rpds`'s hash array mapped trie,
+//! sharing structure between versions) behind a *root*. Every data-altering operation is a *plan*: a
 //! function from the current table to either a new table (commit) or an outcome (abort). The
 //! strategies differ only in how a plan's table is published:
 //!
@@ -15,7 +15,7 @@
 use std::sync::Arc as StdArc;
 
 use crossbeam::utils::Backoff;
-use rpds::RedBlackTreeMapSync;
+use rpds::HashTrieMapSync;
 
 use super::{Model, Versioned};
 use crate::lock::{self, Guarded};
@@ -37,10 +37,14 @@ impl ModelStrategy for crate::Blocking {
     type Root<M: Model> = BlockingRoot<M>;
 }
 
+/// Children per trie node: 16 keeps the tree three levels deep at 4,096 records while a path
+/// copy touches at most 16 pointers per level.
+const TRIE_DEGREE: u8 = 16;
+
 /// One immutable version of a store's table: primary key → record, in key order.
 #[doc(hidden)]
 pub struct Table<M> {
-    pub(crate) records: RedBlackTreeMapSync<u64, StdArc<Versioned<M>>>,
+    pub(crate) records: HashTrieMapSync<u64, StdArc<Versioned<M>>, foldhash::fast::FixedState>,
 }
 
 impl<M> Clone for Table<M> {
@@ -55,7 +59,10 @@ impl<M> Clone for Table<M> {
 impl<M> Table<M> {
     pub(crate) fn new() -> Self {
         Self {
-            records: RedBlackTreeMapSync::new_sync(),
+            records: rpds::HashTrieMap::new_with_hasher_and_degree_and_ptr_kind(
+                foldhash::fast::FixedState::with_seed(0x6d6f_6465_6c73),
+                TRIE_DEGREE,
+            ),
         }
     }
 }
