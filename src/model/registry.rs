@@ -140,10 +140,9 @@ impl Registrar {
     pub fn model<M: Model>(&mut self) -> Result<&mut Self, PopulateError> {
         let meta = ModelMeta::of::<M>();
         check_identifier(meta.name)?;
-        let lower = meta.name.to_ascii_lowercase();
         let duplicate = self.apps.iter().flat_map(|a| &a.models).any(|m| {
             m.type_id == meta.type_id
-                || (m.app_label == meta.app_label && m.name.to_ascii_lowercase() == lower)
+                || (m.app_label == meta.app_label && m.name.eq_ignore_ascii_case(meta.name))
         });
         if duplicate {
             return Err(PopulateError::DuplicateModel {
@@ -401,11 +400,10 @@ impl Apps {
                 app_label: app_label.to_owned(),
             });
         };
-        let lower = model_name.to_ascii_lowercase();
         catalog.apps[app]
             .models
             .iter()
-            .find(|m| m.name.to_ascii_lowercase() == lower)
+            .find(|m| m.name.eq_ignore_ascii_case(model_name))
             .ok_or_else(|| LookupError::NoSuchModel {
                 app_label: app_label.to_owned(),
                 model_name: model_name.to_owned(),
