@@ -4,8 +4,8 @@ use std::error::Error;
 use std::fmt;
 use std::sync::Arc;
 
-use super::record::Record;
 use super::key::SessionKey;
+use super::record::Record;
 
 /// A key sent by a client does not have the shape of a key this crate issues.
 ///

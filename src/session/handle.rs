@@ -149,7 +149,12 @@ impl<'a, S: Strategy> Session<'a, S> {
     fn write(&mut self) -> &mut SessionData {
         self.accessed.set(true);
         if self.data.is_none() {
-            self.data = Some(self.base.as_ref().map(|b| b.data.clone()).unwrap_or_default());
+            self.data = Some(
+                self.base
+                    .as_ref()
+                    .map(|b| b.data.clone())
+                    .unwrap_or_default(),
+            );
         }
         self.data.get_or_insert_with(SessionData::new)
     }
@@ -272,7 +277,8 @@ impl<'a, S: Strategy> Session<'a, S> {
     pub fn clear(&mut self) {
         self.modified = true;
         self.write().clear();
-        self.log.retain(|o| o.key().is_none() && !matches!(o, Op::Clear));
+        self.log
+            .retain(|o| o.key().is_none() && !matches!(o, Op::Clear));
         self.log.push(Op::Clear);
     }
 
@@ -301,9 +307,9 @@ impl<'a, S: Strategy> Session<'a, S> {
     pub fn cycle_key(&mut self) -> Result<(), CreateError> {
         let data = self.read().clone();
         let had_key = self.base.is_some();
-        let record = self
-            .store
-            .insert_new(data, self.expiry, OffsetDateTime::now_utc(), had_key)?;
+        let record =
+            self.store
+                .insert_new(data, self.expiry, OffsetDateTime::now_utc(), had_key)?;
         if let Some(old) = self.base.replace(record) {
             self.store.delete_key(&old.key);
         }
@@ -345,9 +351,7 @@ impl<'a, S: Strategy> Session<'a, S> {
     /// expires; the default age for no custom expiry or at-browser-close.
     pub fn get_expiry_age(&self, args: ExpiryArgs) -> i64 {
         let expiry = self.expiry_for(&args);
-        let modification = args
-            .modification
-            .unwrap_or_else(OffsetDateTime::now_utc);
+        let modification = args.modification.unwrap_or_else(OffsetDateTime::now_utc);
         expiry_age(expiry, modification, self.store.default_age_secs())
     }
 
@@ -355,9 +359,7 @@ impl<'a, S: Strategy> Session<'a, S> {
     /// (default now).
     pub fn get_expiry_date(&self, args: ExpiryArgs) -> OffsetDateTime {
         let expiry = self.expiry_for(&args);
-        let modification = args
-            .modification
-            .unwrap_or_else(OffsetDateTime::now_utc);
+        let modification = args.modification.unwrap_or_else(OffsetDateTime::now_utc);
         expiry_date(expiry, modification, self.store.default_age_secs())
     }
 

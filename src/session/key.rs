@@ -3,9 +3,9 @@
 use std::cell::RefCell;
 use std::fmt;
 
+use rand::SeedableRng;
 use rand::distributions::{Distribution, Uniform};
 use rand::rngs::{OsRng, StdRng};
-use rand::SeedableRng;
 
 use super::error::InvalidSessionKey;
 

@@ -411,11 +411,16 @@ mod loom_model {
         b.check(|| {
             let entry = crate::sync::Arc::new(initial());
             let e2 = crate::sync::Arc::clone(&entry);
-            let t = loom::thread::spawn(move || request(&e2, "a", ConflictPolicy::MergeChangedKeys));
+            let t =
+                loom::thread::spawn(move || request(&e2, "a", ConflictPolicy::MergeChangedKeys));
             let v1 = request(&entry, "b", ConflictPolicy::MergeChangedKeys).unwrap();
             let v2 = t.join().unwrap().unwrap();
             let last = entry.load_full();
-            assert_eq!(last.data.get("n"), Some(&Value::from(2)), "a lost increment");
+            assert_eq!(
+                last.data.get("n"),
+                Some(&Value::from(2)),
+                "a lost increment"
+            );
             assert!(last.data.contains_key("a") && last.data.contains_key("b"));
             assert_eq!(last.version, 3);
             assert_ne!(v1, v2, "two saves published the same version");
