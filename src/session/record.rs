@@ -349,27 +349,35 @@ mod loom_model {
     use super::*;
     use crate::sync::Snapshot;
 
-    type Entry = Snapshot<Arc<Record>>;
+    /// One map entry: `None` once the session is deleted.
+    type Entry = Snapshot<Option<Arc<Record>>>;
 
     fn cas_on(
         entry: &Entry,
     ) -> impl FnMut(&Arc<Record>, Arc<Record>) -> Result<(), (CasFailure, Arc<Record>)> + '_ {
         move |expected, new| {
             let seen = entry.load_full();
-            if !Arc::ptr_eq(&*seen, expected) {
-                return Err((CasFailure::Changed(Arc::clone(&*seen)), new));
+            match &*seen {
+                Some(cur) if Arc::ptr_eq(cur, expected) => {}
+                Some(cur) => return Err((CasFailure::Changed(Arc::clone(cur)), new)),
+                None => return Err((CasFailure::Absent, new)),
             }
-            let witness = entry.compare_and_swap(&seen, crate::sync::Arc::new(new.clone()));
+            let witness = entry.compare_and_swap(&seen, crate::sync::Arc::new(Some(new.clone())));
             if crate::sync::Arc::ptr_eq(&witness, &seen) {
-                Ok(())
-            } else {
-                Err((CasFailure::Changed(Arc::clone(&*witness)), new))
+                return Ok(());
+            }
+            match &*witness {
+                Some(cur) => Err((CasFailure::Changed(Arc::clone(cur)), new)),
+                None => Err((CasFailure::Absent, new)),
             }
         }
     }
 
     fn request(entry: &Entry, own_key: &str, policy: ConflictPolicy) -> Result<u64, SaveError> {
-        let base: Arc<Record> = Arc::clone(&*entry.load_full());
+        let Some(base) = entry.load_full().as_ref().clone() else {
+            // Loaded after the logout: the request has no session.
+            return Ok(0);
+        };
         let mut data = base.data.clone();
         let mut expiry = base.expiry;
         let inc: UpdateFn = Arc::new(|v| Value::from(v.and_then(Value::as_i64).unwrap_or(0) + 1));
@@ -395,13 +403,13 @@ mod loom_model {
     }
 
     fn initial() -> Entry {
-        Snapshot::new(Arc::new(Record {
+        Snapshot::new(Some(Arc::new(Record {
             key: SessionKey::parse("abcdefghijklmnopqrstuvwxyz012345").unwrap(),
             data: SessionData::new(),
             expiry: None,
             expires_at: OffsetDateTime::UNIX_EPOCH + Duration::days(1),
             version: 1,
-        }))
+        })))
     }
 
     #[test]
@@ -415,7 +423,7 @@ mod loom_model {
                 loom::thread::spawn(move || request(&e2, "a", ConflictPolicy::MergeChangedKeys));
             let v1 = request(&entry, "b", ConflictPolicy::MergeChangedKeys).unwrap();
             let v2 = t.join().unwrap().unwrap();
-            let last = entry.load_full();
+            let last = entry.load_full().as_ref().clone().unwrap();
             assert_eq!(
                 last.data.get("n"),
                 Some(&Value::from(2)),
@@ -437,12 +445,33 @@ mod loom_model {
             let t = loom::thread::spawn(move || request(&e2, "a", ConflictPolicy::Reject).is_ok());
             let mine = request(&entry, "b", ConflictPolicy::Reject).is_ok();
             let theirs = t.join().unwrap();
-            let last = entry.load_full();
+            let last = entry.load_full().as_ref().clone().unwrap();
             let n = last.data.get("n").and_then(Value::as_i64).unwrap();
             // Every successful save counted exactly once; a rejected one changed nothing.
             assert_eq!(n, i64::from(mine) + i64::from(theirs));
             assert_eq!(last.version, 1 + n as u64);
             assert!(mine || theirs, "both saves rejected");
+        });
+    }
+
+    #[test]
+    fn deleted_session_is_not_resurrected() {
+        let mut b = loom::model::Builder::new();
+        b.preemption_bound = Some(3);
+        b.check(|| {
+            let entry = crate::sync::Arc::new(initial());
+            let e2 = crate::sync::Arc::clone(&entry);
+            // Logout: the entry is removed while a request that loaded it saves.
+            let t = loom::thread::spawn(move || e2.store(crate::sync::Arc::new(None)));
+            let saved = request(&entry, "a", ConflictPolicy::LastWriterWins);
+            t.join().unwrap();
+            assert!(
+                entry.load_full().is_none(),
+                "a save resurrected a deleted session"
+            );
+            if let Err(e) = saved {
+                assert!(matches!(e, SaveError::Gone { .. }), "{e}");
+            }
         });
     }
 }
