@@ -14,7 +14,7 @@ use super::record::{
     versioned_save,
 };
 use super::store::SessionStore;
-use super::strategy::Backend;
+use super::strategy::{Backend, SessionStrategy};
 use crate::{LockFree, Strategy};
 
 /// Overrides for [`Session::get_expiry_age`] and [`Session::get_expiry_date`], Django's
@@ -92,8 +92,11 @@ impl ExpiryArgs {
 /// s.save()?;
 /// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```
-pub struct Session<'a, S: Strategy = LockFree> {
-    store: &'a SessionStore<S>,
+///
+/// The third type parameter is hidden plumbing (the store's map back end): leave it at its
+/// default.
+pub struct Session<'a, S: Strategy = LockFree, B: Backend = <S as SessionStrategy>::Backend> {
+    store: &'a SessionStore<S, B>,
     /// The record loaded or last saved; `None` for a session without a key.
     base: Option<Arc<Record>>,
     /// The handle's data; `None` while it equals `base`'s (copy on first write).
@@ -104,7 +107,7 @@ pub struct Session<'a, S: Strategy = LockFree> {
     accessed: Cell<bool>,
 }
 
-impl<S: Strategy> fmt::Debug for Session<'_, S> {
+impl<S: Strategy, B: Backend> fmt::Debug for Session<'_, S, B> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Session")
             .field("key", &self.session_key())
@@ -116,8 +119,8 @@ impl<S: Strategy> fmt::Debug for Session<'_, S> {
     }
 }
 
-impl<'a, S: Strategy> Session<'a, S> {
-    pub(crate) fn new(store: &'a SessionStore<S>, base: Option<Arc<Record>>) -> Self {
+impl<'a, S: Strategy, B: Backend> Session<'a, S, B> {
+    pub(crate) fn new(store: &'a SessionStore<S, B>, base: Option<Arc<Record>>) -> Self {
         let (data, expiry) = match &base {
             Some(r) => (None, r.expiry),
             None => (Some(SessionData::new()), None),

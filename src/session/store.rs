@@ -49,8 +49,11 @@ pub const DEFAULT_AGE_SECS: i64 = 1_209_600;
 /// assert!(forged.is_empty() && forged.session_key().is_none());
 /// # Ok::<(), unlocked::session::SaveError>(())
 /// ```
-pub struct SessionStore<S: Strategy = LockFree> {
-    backend: <S as SessionStrategy>::Backend,
+///
+/// The second type parameter is hidden plumbing (the map back end, chosen by `S`): leave it
+/// at its default.
+pub struct SessionStore<S: Strategy = LockFree, B: Backend = <S as SessionStrategy>::Backend> {
+    backend: B,
     /// Live records (expired ones included until swept): the bound's counter.
     live: AtomicUsize,
     config: Config,
@@ -129,6 +132,12 @@ impl<S: Strategy> SessionStoreBuilder<S> {
 
     /// Builds the store.
     pub fn build(self) -> SessionStore<S> {
+        self.build_with_backend()
+    }
+
+    /// Builds the store on another map back end (benchmarks of alternative maps).
+    #[doc(hidden)]
+    pub fn build_with_backend<B: Backend>(self) -> SessionStore<S, B> {
         SessionStore {
             backend: Default::default(),
             live: AtomicUsize::new(0),
@@ -138,13 +147,13 @@ impl<S: Strategy> SessionStoreBuilder<S> {
     }
 }
 
-impl<S: Strategy> Default for SessionStore<S> {
+impl<S: Strategy, B: Backend> Default for SessionStore<S, B> {
     fn default() -> Self {
-        Self::new()
+        SessionStore::<S>::builder().build_with_backend()
     }
 }
 
-impl<S: Strategy> fmt::Debug for SessionStore<S> {
+impl<S: Strategy, B: Backend> fmt::Debug for SessionStore<S, B> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("SessionStore")
             .field("strategy", &S::KIND)
@@ -167,19 +176,21 @@ impl<S: Strategy> SessionStore<S> {
             _strategy: PhantomData,
         }
     }
+}
 
+impl<S: Strategy, B: Backend> SessionStore<S, B> {
     /// Loads the session a client's cookie names.
     ///
     /// A missing, malformed (shorter than 8 characters, characters outside `[a-z0-9]`, not 32
     /// long), unknown or expired key gives a fresh, empty session with no key; it gets a new
     /// key from the store when first saved. The client never chooses its key.
-    pub fn load(&self, key: Option<&str>) -> Session<'_, S> {
+    pub fn load(&self, key: Option<&str>) -> Session<'_, S, B> {
         let record = key.and_then(|k| self.record(k));
         Session::new(self, record)
     }
 
     /// Creates an empty session under a new key right away (Django's `create()`).
-    pub fn create(&self) -> Result<Session<'_, S>, CreateError> {
+    pub fn create(&self) -> Result<Session<'_, S, B>, CreateError> {
         let now = OffsetDateTime::now_utc();
         let record = self.insert_new(SessionData::new(), None, now, false)?;
         let mut session = Session::new(self, Some(record));
@@ -247,7 +258,7 @@ impl<S: Strategy> SessionStore<S> {
         self.config.expire_at_browser_close
     }
 
-    pub(crate) fn backend(&self) -> &<S as SessionStrategy>::Backend {
+    pub(crate) fn backend(&self) -> &B {
         &self.backend
     }
 
