@@ -283,17 +283,16 @@ fn tower_churn(threads: usize, iters: u64) -> Duration {
 type RwStore = RwLock<HashMap<u128, TowerRecord>>;
 
 fn rw_seeded(store: &RwStore) -> Vec<u128> {
-    (0..SESSIONS as u128)
-        .map(|i| {
-            let rec = TowerRecord {
-                id: Id(i as i128),
-                data: seed_data().into_iter().collect(),
-                expiry_date: OffsetDateTime::now_utc() + time::Duration::weeks(2),
-            };
-            store.write().unwrap().insert(i, rec);
-            i
-        })
-        .collect()
+    let mut map = store.write().unwrap();
+    for i in 0..SESSIONS as u128 {
+        let rec = TowerRecord {
+            id: Id(i as i128),
+            data: seed_data().into_iter().collect(),
+            expiry_date: OffsetDateTime::now_utc() + time::Duration::weeks(2),
+        };
+        map.insert(i, rec);
+    }
+    (0..SESSIONS as u128).collect()
 }
 
 fn rw_load_rec(store: &RwStore, id: u128) -> TowerRecord {
