@@ -27,6 +27,24 @@ fn incr(v: Option<&Value>) -> Value {
     json!(v.and_then(Value::as_i64).unwrap_or(0) + 1)
 }
 
+fn handles_are_send_stores_are_sync<S: Strategy>() {
+    fn send<T: Send>(_: &T) {}
+    fn sync<T: Sync + Send>(_: &T) {}
+    let store = store::<S>(ConflictPolicy::default());
+    sync(&store);
+    let s = store.load(None);
+    send(&s);
+    // A handle can be moved to another thread (an async task resuming elsewhere).
+    std::thread::scope(|scope| {
+        scope.spawn(move || {
+            let mut s = s;
+            s.insert("moved", true);
+            s.save().unwrap();
+        });
+    });
+    assert_eq!(store.len(), 1);
+}
+
 fn flags_follow_django<S: Strategy>() {
     let store = store::<S>(ConflictPolicy::default());
     let cookie = saved(&store, &[("a", json!(1))]);
@@ -552,6 +570,7 @@ fn bound_on_live_sessions<S: Strategy>() {
 }
 
 unlocked::strategy_tests!(
+    handles_are_send_stores_are_sync,
     flags_follow_django,
     expiry_arithmetic,
     key_validation,

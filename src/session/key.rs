@@ -75,7 +75,10 @@ impl SessionKey {
         if bytes.len() < MIN_KEY_LEN {
             return Err(InvalidSessionKey::TooShort { len: bytes.len() });
         }
-        if let Some(index) = bytes.iter().position(|b| !KEY_CHARS.contains(b)) {
+        if let Some(index) = bytes
+            .iter()
+            .position(|b| !(b.is_ascii_lowercase() || b.is_ascii_digit()))
+        {
             return Err(InvalidSessionKey::BadCharacter { index });
         }
         if bytes.len() != KEY_LEN {
