@@ -270,6 +270,9 @@ pub(crate) struct SaveInput<'a> {
     pub(crate) default_age: i64,
 }
 
+/// A compare-and-swap's outcome; on failure: why,, and the record that was not stored (handed back).
+pub(crate) type CasResult = Result<(), (CasFailure, Arc<Record>)>;
+
 /// The versioned save: build the next record from the entry's current record and publish it
 /// with a compare-and-swap on the entry; on a lost race, retry from the record that won.
 ///
@@ -278,7 +281,7 @@ pub(crate) struct SaveInput<'a> {
 /// meanwhile — no ABA), and hand `new` back on failure.
 pub(crate) fn versioned_save(
     input: SaveInput<'_>,
-    mut cas: impl FnMut(&Arc<Record>, Arc<Record>) -> Result<(), (CasFailure, Arc<Record>)>,
+    mut cas: impl FnMut(&Arc<Record>, Arc<Record>) -> CasResult,
 ) -> Result<Arc<Record>, SaveError> {
     let SaveInput {
         key,
@@ -352,9 +355,7 @@ mod loom_model {
     /// One map entry: `None` once the session is deleted.
     type Entry = Snapshot<Option<Arc<Record>>>;
 
-    fn cas_on(
-        entry: &Entry,
-    ) -> impl FnMut(&Arc<Record>, Arc<Record>) -> Result<(), (CasFailure, Arc<Record>)> + '_ {
+    fn cas_on(entry: &Entry) -> impl FnMut(&Arc<Record>, Arc<Record>) -> CasResult + '_ {
         move |expected, new| {
             let seen = entry.load_full();
             match &*seen {
