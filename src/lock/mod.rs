@@ -208,21 +208,16 @@ pub fn global() -> &'static Lock {
 /// Keys are compared by content; the lock lives for the rest of the process, so use a fixed
 /// set of paths, not per-request strings.
 pub fn module(path: &'static str) -> &'static Lock {
-    find(
-        CacheKey::ModulePtr(path.as_ptr() as usize, path.len()),
-        || (Key::Module(path), Level::Module, path),
-    )
+    find(CacheKey::ModulePtr(path.as_ptr() as usize, path.len()), || {
+        (Key::Module(path), Level::Module, path)
+    })
 }
 
 /// The lock of type `C` (Django's class-level lock, e.g. one per model type).
 pub fn class<C: ?Sized + 'static>() -> &'static Lock {
     let id = TypeId::of::<C>();
     find(CacheKey::Type(Level::Class, id), || {
-        (
-            Key::Type(Level::Class, id),
-            Level::Class,
-            std::any::type_name::<C>(),
-        )
+        (Key::Type(Level::Class, id), Level::Class, std::any::type_name::<C>())
     })
 }
 
@@ -235,11 +230,7 @@ pub fn class<C: ?Sized + 'static>() -> &'static Lock {
 pub fn function<F: 'static>(_func: &F) -> &'static Lock {
     let id = TypeId::of::<F>();
     find(CacheKey::Type(Level::Function, id), || {
-        (
-            Key::Type(Level::Function, id),
-            Level::Function,
-            std::any::type_name::<F>(),
-        )
+        (Key::Type(Level::Function, id), Level::Function, std::any::type_name::<F>())
     })
 }
 

@@ -51,11 +51,7 @@ pub(crate) fn check(
         let held = held.borrow();
         // The finest lock held is the most informative one to name; scanning is cheap (a thread
         // rarely holds more than a handful of locks).
-        match held
-            .iter()
-            .filter(|h| h.site.level > level)
-            .max_by_key(|h| h.site.level)
-        {
+        match held.iter().filter(|h| h.site.level > level).max_by_key(|h| h.site.level) {
             None => Ok(()),
             Some(finer) => Err(LockOrderError {
                 acquiring: LockSite {

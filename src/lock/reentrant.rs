@@ -39,10 +39,7 @@ impl LockStats {
     fn bump_held(counter: &AtomicU64, by: u64) {
         // Relaxed load + store: only the holder writes, and the lock's own Acquire/Release
         // orders successive holders' writes, so no increment is lost.
-        counter.store(
-            counter.load(Ordering::Relaxed).wrapping_add(by),
-            Ordering::Relaxed,
-        );
+        counter.store(counter.load(Ordering::Relaxed).wrapping_add(by), Ordering::Relaxed);
     }
 
     /// Adds counters of a dropped lock into an aggregate shared by many (instance locks).
@@ -191,9 +188,7 @@ impl<T: ?Sized> ReentrantLock<T> {
         match self.acquire(Location::caller(), Wait::Forever, check) {
             Ok(guard) => guard,
             Err(Refused::Order(e)) => panic!("{e}"),
-            Err(Refused::Busy) => {
-                unreachable!("a blocking acquisition always ends holding the lock")
-            }
+            Err(Refused::Busy) => unreachable!("a blocking acquisition always ends holding the lock"),
         }
     }
 
@@ -204,9 +199,7 @@ impl<T: ?Sized> ReentrantLock<T> {
         match self.acquire(Location::caller(), Wait::Forever, true) {
             Ok(guard) => Ok(guard),
             Err(Refused::Order(e)) => Err(e),
-            Err(Refused::Busy) => {
-                unreachable!("a blocking acquisition always ends holding the lock")
-            }
+            Err(Refused::Busy) => unreachable!("a blocking acquisition always ends holding the lock"),
         }
     }
 
@@ -325,6 +318,7 @@ impl<T: ?Sized> ReentrantLock<T> {
     fn addr(&self) -> usize {
         (self as *const Self).cast::<()>() as usize
     }
+
 }
 
 impl<T: Default> Default for ReentrantLock<T> {

@@ -63,11 +63,7 @@ impl<K: Eq + Hash + Clone, V: Sync + 'static> Registry<K, V> {
 
     /// Every entry published so far, in no particular order.
     pub(crate) fn snapshot_entries(&self) -> Vec<(K, &'static V)> {
-        self.snapshot
-            .load()
-            .iter()
-            .map(|(k, v)| (k.clone(), *v))
-            .collect()
+        self.snapshot.load().iter().map(|(k, v)| (k.clone(), *v)).collect()
     }
 
     /// Every value published so far, in no particular order.
@@ -108,17 +104,9 @@ mod loom_model {
                 AtomicUsize::new(0)
             }) as *const AtomicUsize as usize;
             for h in handles {
-                assert_eq!(
-                    h.join().unwrap(),
-                    mine,
-                    "two threads got different values for one key"
-                );
+                assert_eq!(h.join().unwrap(), mine, "two threads got different values for one key");
             }
-            assert_eq!(
-                made.load(Ordering::Relaxed),
-                1,
-                "the value for one key was made twice"
-            );
+            assert_eq!(made.load(Ordering::Relaxed), 1, "the value for one key was made twice");
             assert_eq!(other.load(Ordering::Relaxed), 1);
             assert_eq!(registry.values().len(), 2);
         });
