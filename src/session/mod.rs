@@ -1,4 +1,70 @@
-//! Session component (work in progress: see the issue tracker).
+//! A session store with Django's session API, and no lost updates.
+//!
+//! `django.contrib.sessions` loads a whole session at the start of a request and writes it
+//! back whole at the end: when two requests of one user overlap, the last writer silently wins
+//! (tower-sessions documents the same loss). Here every stored [`Record`] is immutable and
+//! versioned, a [`Session`] handle remembers the version it loaded and the changes it made,
+//! and a save that meets a newer record follows a [`ConflictPolicy`]: by default only this
+//! request's changes are applied onto the latest record, and update operations
+//! ([`Session::update`]) are replayed on the latest value, so concurrent increments all count.
+//!
+//! * [`SessionStore`]: the store, generic over the [`Strategy`](crate::Strategy):
+//!   [`LockFree`](crate::LockFree) (flurry's concurrent map; reads take no lock) or
+//!   [`Blocking`](crate::Blocking) (a `HashMap` under this module's lock).
+//! * [`Session`]: one request's handle: `get`, `insert`, `remove`, `setdefault`, `contains`,
+//!   `keys`, `clear`, `flush`, `cycle_key`, `is_empty`, the `modified`/`accessed` flags and
+//!   the expiry calls, all as Django defines them.
+//! * [`SessionKey`]: 32 characters of `[a-z0-9]` from a CSPRNG; the client never chooses one.
+//!
+//! ```
+//! use serde_json::json;
+//! use unlocked::session::SessionStore;
+//!
+//! let store: SessionStore = SessionStore::new();
+//! let mut first = store.load(None);
+//! first.save()?;
+//! let cookie = first.session_key().unwrap().to_string();
+//!
+//! // Two overlapping requests of one user.
+//! let mut a = store.load(Some(&cookie));
+//! let mut b = store.load(Some(&cookie));
+//! a.insert("theme", "dark");
+//! a.update("hits", |v| json!(v.and_then(|v| v.as_i64()).unwrap_or(0) + 1))?;
+//! b.insert("lang", "fr");
+//! b.update("hits", |v| json!(v.and_then(|v| v.as_i64()).unwrap_or(0) + 1))?;
+//! a.save()?;
+//! b.save()?; // meets a's record: replays only b's changes onto it
+//!
+//! let now = store.load(Some(&cookie));
+//! assert_eq!(now.get("theme"), Some(&json!("dark")));
+//! assert_eq!(now.get("lang"), Some(&json!("fr")));
+//! assert_eq!(now.get("hits"), Some(&json!(2)));
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
+//!
+//! # Async code
+//!
+//! No call blocks on I/O, and with `LockFree` none waits on a lock held across other work (a
+//! save briefly locks one map bin). A [`Session`] holds no lock or guard and may live across
+//! `.await`. With `Blocking`, calls take the module lock for the duration of one map operation;
+//! never call the store while holding a class, instance or function lock of [`crate::lock`]
+//! (the lock-order check refuses the coarser module lock).
+//!
+//! See `docs/session.md` for the design and its consistency guarantees.
 
+mod error;
+mod handle;
+mod key;
+mod record;
+mod store;
 #[doc(hidden)]
 pub mod strategy;
+
+pub use error::{CreateError, InvalidSessionKey, SaveError, UpdatePanicked};
+pub use handle::{ExpiryArgs, Session};
+pub use key::{KEY_CHARS, KEY_LEN, MIN_KEY_LEN, SessionKey};
+pub use record::{ConflictPolicy, Expiry, Record, SessionData};
+pub use store::{DEFAULT_AGE_SECS, SessionStore, SessionStoreBuilder};
+
+/// The module path whose lock guards the [`Blocking`](crate::Blocking) store's map.
+pub(crate) const LOCK_MODULE: &str = module_path!();

@@ -1,0 +1,188 @@
+//! Errors of the session component, one type per fallible operation.
+
+use std::error::Error;
+use std::fmt;
+use std::sync::Arc;
+
+use super::key::SessionKey;
+use super::record::Record;
+
+/// A key sent by a client does not have the shape of a key this crate issues.
+///
+/// Returned by [`SessionKey::parse`](super::SessionKey::parse). A store's
+/// [`load`](super::SessionStore::load) treats such a key as unknown and starts a fresh session.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum InvalidSessionKey {
+    /// Shorter than 8 characters (Django's minimum).
+    TooShort {
+        /// The length given.
+        len: usize,
+    },
+    /// A character outside `[a-z0-9]`.
+    BadCharacter {
+        /// The byte offset of the first bad character.
+        index: usize,
+    },
+    /// Of valid characters but not 32 of them: no such key is ever issued.
+    WrongLength {
+        /// The length given.
+        len: usize,
+    },
+}
+
+impl fmt::Display for InvalidSessionKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            InvalidSessionKey::TooShort { len } => write!(
+                f,
+                "session key of {len} characters is shorter than the minimum of 8; \
+                 send the 32-character key the store issued"
+            ),
+            InvalidSessionKey::BadCharacter { index } => write!(
+                f,
+                "session key has a character outside [a-z0-9] at byte {index}; \
+                 send the key exactly as the store issued it"
+            ),
+            InvalidSessionKey::WrongLength { len } => write!(
+                f,
+                "session key has {len} characters but issued keys have 32; \
+                 send the key exactly as the store issued it"
+            ),
+        }
+    }
+}
+
+impl Error for InvalidSessionKey {}
+
+/// Creating a session failed.
+///
+/// Returned by [`SessionStore::create`](super::SessionStore::create),
+/// [`Session::cycle_key`](super::Session::cycle_key) and inside
+/// [`SaveError::Create`] when saving a session that has no key yet.
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum CreateError {
+    /// The store holds its configured maximum of live sessions, even after removing the
+    /// expired ones. Raise [`SessionStoreBuilder::max_sessions`](super::SessionStoreBuilder::max_sessions),
+    /// shorten the expiry age, or delete sessions (logouts).
+    Full {
+        /// The configured bound.
+        limit: usize,
+    },
+}
+
+impl fmt::Display for CreateError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            CreateError::Full { limit } => write!(
+                f,
+                "session store is full ({limit} live sessions, none expired); raise \
+                 `max_sessions`, shorten the expiry age or delete sessions"
+            ),
+        }
+    }
+}
+
+impl Error for CreateError {}
+
+/// An update closure panicked; nothing was changed.
+///
+/// Returned by [`Session::update`](super::Session::update) (the handle keeps its previous
+/// value for the key) and inside [`SaveError::UpdatePanicked`] (the stored record is left
+/// as it was).
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct UpdatePanicked {
+    /// The session data key the update was for.
+    pub key: String,
+    /// The panic message, when it was a string.
+    pub message: String,
+}
+
+impl fmt::Display for UpdatePanicked {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "update closure for session key `{}` panicked: {}; nothing was changed \
+             (make the closure total over every value it can be given, including `None`)",
+            self.key, self.message
+        )
+    }
+}
+
+impl Error for UpdatePanicked {}
+
+/// Saving a session failed; the store is unchanged.
+///
+/// Returned by [`Session::save`](super::Session::save).
+#[derive(Clone, Debug)]
+#[non_exhaustive]
+pub enum SaveError {
+    /// [`ConflictPolicy::Reject`](super::ConflictPolicy::Reject): another request saved this
+    /// session after this one loaded it. Carries the record now stored; load the session again,
+    /// redo the request's changes and save (optimistic locking, like django-concurrency's
+    /// `RecordModifiedError`).
+    Conflict {
+        /// The record now stored.
+        current: Arc<Record>,
+        /// The version this request loaded.
+        loaded_version: u64,
+    },
+    /// The session was deleted (logged out, flushed, cycled away or expired) after this request
+    /// loaded it. It is not resurrected (Django #21608, `UpdateError`): answer the request as
+    /// if it had no session (Django answers HTTP 400), or start a fresh one.
+    Gone {
+        /// The key that no longer exists.
+        key: SessionKey,
+    },
+    /// An update operation panicked when replayed on the latest record.
+    UpdatePanicked(UpdatePanicked),
+    /// The session had no key yet and creating it failed.
+    Create(CreateError),
+}
+
+impl fmt::Display for SaveError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            SaveError::Conflict {
+                current,
+                loaded_version,
+            } => write!(
+                f,
+                "session was saved by another request since it was loaded (loaded version \
+                 {loaded_version}, stored version {}); reload it, redo the changes and save again",
+                current.version()
+            ),
+            SaveError::Gone { key } => write!(
+                f,
+                "session {key:?} was deleted or expired since it was loaded and is not \
+                 resurrected; treat the request as having no session"
+            ),
+            SaveError::UpdatePanicked(e) => write!(f, "{e}"),
+            SaveError::Create(e) => write!(f, "{e}"),
+        }
+    }
+}
+
+impl Error for SaveError {
+    fn source(&self) -> Option<&(dyn Error + 'static)> {
+        match self {
+            SaveError::UpdatePanicked(e) => Some(e),
+            SaveError::Create(e) => Some(e),
+            _ => None,
+        }
+    }
+}
+
+impl From<CreateError> for SaveError {
+    fn from(e: CreateError) -> Self {
+        SaveError::Create(e)
+    }
+}
+
+impl From<UpdatePanicked> for SaveError {
+    fn from(e: UpdatePanicked) -> Self {
+        SaveError::UpdatePanicked(e)
+    }
+}

@@ -1,0 +1,422 @@
+//! The per-request session handle, with Django's `SessionBase` semantics.
+
+use std::cell::Cell;
+use std::fmt;
+use std::sync::Arc;
+
+use serde_json::Value;
+use time::OffsetDateTime;
+
+use super::error::{CreateError, SaveError, UpdatePanicked};
+use super::key::SessionKey;
+use super::record::{
+    Expiry, Op, Record, SaveInput, SessionData, UpdateFn, expiry_age, expiry_date, run_update,
+    versioned_save,
+};
+use super::store::SessionStore;
+use super::strategy::{Backend, SessionStrategy};
+use crate::{LockFree, Strategy};
+
+/// Overrides for [`Session::get_expiry_age`] and [`Session::get_expiry_date`], Django's
+/// `modification=` and `expiry=` keyword arguments.
+///
+/// Leaving `expiry` unset reads the session's own expiry (and marks the session accessed, as
+/// Django does); setting it, even to `None` ("the default age"), does not read the session.
+///
+/// ```
+/// use time::macros::datetime;
+/// use unlocked::session::{Expiry, ExpiryArgs, SessionStore};
+///
+/// let store: SessionStore = SessionStore::new();
+/// let session = store.load(None);
+/// let args = ExpiryArgs::new()
+///     .modification(datetime!(2024-01-01 0:00 UTC))
+///     .expiry(Some(Expiry::At(datetime!(2024-01-01 0:10 UTC))));
+/// assert_eq!(session.get_expiry_age(args), 600);
+/// assert!(!session.accessed());
+/// ```
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct ExpiryArgs {
+    /// The instant the session was (or will be) saved; default: now.
+    pub modification: Option<OffsetDateTime>,
+    /// The expiry to compute with; default (`None`): the session's own.
+    pub expiry: Option<Option<Expiry>>,
+}
+
+impl ExpiryArgs {
+    /// No overrides: now, and the session's own expiry.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Computes as if the session were saved at `at`.
+    pub fn modification(mut self, at: OffsetDateTime) -> Self {
+        self.modification = Some(at);
+        self
+    }
+
+    /// Computes with this expiry instead of the session's own (`None`: the default age).
+    pub fn expiry(mut self, expiry: Option<Expiry>) -> Self {
+        self.expiry = Some(expiry);
+        self
+    }
+}
+
+/// One request's view of a session (Django's `request.session`).
+///
+/// Reads and writes work on the handle; nothing reaches the store until [`save`](Self::save)
+/// (except [`flush`](Self::flush) and [`cycle_key`](Self::cycle_key), which act on the store
+/// at once, as Django's do). The handle remembers the record version it loaded and every
+/// change it made, in order, so that a save meeting a newer record can apply exactly this
+/// request's changes ([`ConflictPolicy`](super::ConflictPolicy)).
+///
+/// Flags follow Django: [`accessed`](Self::accessed) is set by every read or write of the
+/// data; [`modified`](Self::modified) by insert, update, remove (of a present key),
+/// setdefault (when it inserts), clear, flush, cycle_key and set_expiry (except resetting an
+/// expiry that was not set).
+///
+/// The handle borrows its store and is `Send` but not `Sync`: it belongs to one request. An
+/// async handler may hold it across `.await` (it holds no lock and no epoch guard).
+///
+/// ```
+/// use serde_json::json;
+/// use unlocked::session::SessionStore;
+///
+/// let store: SessionStore = SessionStore::new();
+/// let mut s = store.load(None);
+/// s.insert("cart", json!([]));
+/// s.update("visits", |v| json!(v.and_then(|v| v.as_i64()).unwrap_or(0) + 1))?;
+/// assert_eq!(s.get("visits"), Some(&json!(1)));
+/// assert!(s.modified() && s.accessed());
+/// s.save()?;
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+///
+/// The third type parameter is hidden plumbing (the store's map back end): leave it at its
+/// default.
+pub struct Session<'a, S: Strategy = LockFree, B: Backend = <S as SessionStrategy>::Backend> {
+    store: &'a SessionStore<S, B>,
+    /// The record loaded or last saved; `None` for a session without a key.
+    base: Option<Arc<Record>>,
+    /// The handle's data; `None` while it equals `base`'s (copy on first write).
+    data: Option<SessionData>,
+    expiry: Option<Expiry>,
+    log: Vec<Op>,
+    modified: bool,
+    accessed: Cell<bool>,
+}
+
+impl<S: Strategy, B: Backend> fmt::Debug for Session<'_, S, B> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Session")
+            .field("key", &self.session_key())
+            .field("version", &self.loaded_version())
+            .field("modified", &self.modified)
+            .field("accessed", &self.accessed.get())
+            .field("data", self.view())
+            .finish_non_exhaustive()
+    }
+}
+
+impl<'a, S: Strategy, B: Backend> Session<'a, S, B> {
+    pub(crate) fn new(store: &'a SessionStore<S, B>, base: Option<Arc<Record>>) -> Self {
+        let (data, expiry) = match &base {
+            Some(r) => (None, r.expiry),
+            None => (Some(SessionData::new()), None),
+        };
+        Session {
+            store,
+            base,
+            data,
+            expiry,
+            log: Vec::new(),
+            modified: false,
+            accessed: Cell::new(false),
+        }
+    }
+
+    fn view(&self) -> &SessionData {
+        match (&self.data, &self.base) {
+            (Some(d), _) => d,
+            (None, Some(b)) => &b.data,
+            (None, None) => unreachable!("a session without a record owns its data"),
+        }
+    }
+
+    fn read(&self) -> &SessionData {
+        self.accessed.set(true);
+        self.view()
+    }
+
+    fn write(&mut self) -> &mut SessionData {
+        self.accessed.set(true);
+        if self.data.is_none() {
+            self.data = Some(
+                self.base
+                    .as_ref()
+                    .map(|b| b.data.clone())
+                    .unwrap_or_default(),
+            );
+        }
+        self.data.get_or_insert_with(SessionData::new)
+    }
+
+    /// Records a change that fully determines `key`'s value: earlier changes of `key` are
+    /// dropped from the log.
+    fn log_overwrite(&mut self, key: &str, op: Op) {
+        self.log.retain(|o| o.key() != Some(key));
+        self.log.push(op);
+    }
+
+    /// The session's key; `None` until a fresh session is first saved.
+    pub fn session_key(&self) -> Option<SessionKey> {
+        self.base.as_ref().map(|r| r.key)
+    }
+
+    /// The version of the record this handle loaded or last saved.
+    pub fn loaded_version(&self) -> Option<u64> {
+        self.base.as_ref().map(|r| r.version)
+    }
+
+    /// Whether the data was changed (Django's `modified`).
+    pub fn modified(&self) -> bool {
+        self.modified
+    }
+
+    /// Sets `modified` (Django's `request.session.modified = True`, to save a session whose
+    /// nested value you changed in place).
+    pub fn set_modified(&mut self, modified: bool) {
+        self.modified = modified;
+    }
+
+    /// Whether the data was read or written (Django's `accessed`; the middleware then adds
+    /// `Vary: Cookie`).
+    pub fn accessed(&self) -> bool {
+        self.accessed.get()
+    }
+
+    /// The value under `key` (Django's `get`).
+    pub fn get(&self, key: &str) -> Option<&Value> {
+        self.read().get(key)
+    }
+
+    /// Whether `key` is present (Django's `key in session`).
+    pub fn contains(&self, key: &str) -> bool {
+        self.read().contains_key(key)
+    }
+
+    /// The data keys (Django's `keys()`; the expiry is not among them, see
+    /// [`Expiry`]).
+    pub fn keys(&self) -> impl Iterator<Item = &str> + '_ {
+        self.read().keys().map(String::as_str)
+    }
+
+    /// Django's `is_empty`: no key and no data. Does not mark the session accessed.
+    pub fn is_empty(&self) -> bool {
+        self.base.is_none() && self.view().is_empty()
+    }
+
+    /// Sets `key` to `value` (Django's `session[key] = value`); returns the previous value.
+    /// Under [`MergeChangedKeys`](super::ConflictPolicy::MergeChangedKeys), the later save
+    /// wins for a key two requests both set.
+    pub fn insert(&mut self, key: impl Into<String>, value: impl Into<Value>) -> Option<Value> {
+        let (key, value) = (key.into(), value.into());
+        self.modified = true;
+        let old = self.write().insert(key.clone(), value.clone());
+        self.log_overwrite(&key, Op::Set(key.clone(), value));
+        old
+    }
+
+    /// Removes `key` and returns its value (Django's `pop`); marks the session modified only if
+    /// the key was present.
+    pub fn remove(&mut self, key: &str) -> Option<Value> {
+        if !self.read().contains_key(key) {
+            return None;
+        }
+        self.modified = true;
+        let old = self.write().remove(key);
+        self.log_overwrite(key, Op::Remove(key.to_owned()));
+        old
+    }
+
+    /// Django's `setdefault`: the value under `key`, inserting `default` first if absent
+    /// (only then is the session modified). On a merge it is replayed as "insert if absent",
+    /// so it never overwrites a value another request saved meanwhile.
+    pub fn setdefault(&mut self, key: impl Into<String>, default: impl Into<Value>) -> &Value {
+        let key = key.into();
+        if !self.read().contains_key(&key) {
+            let default = default.into();
+            self.modified = true;
+            self.write().insert(key.clone(), default.clone());
+            let f: UpdateFn = Arc::new(move |old| old.cloned().unwrap_or_else(|| default.clone()));
+            self.log.push(Op::Update(key.clone(), f));
+        }
+        &self.view()[&key]
+    }
+
+    /// Records an update *operation* on `key`: `f` computes the new value from the current one
+    /// (`None` if absent). It runs now on this handle's value, and again on the latest stored
+    /// value if the save meets a newer record (so concurrent increments all count). It may run
+    /// several times: keep it a pure function of its argument.
+    ///
+    /// A panic in `f` is caught: the key keeps its value, nothing is recorded, and the panic
+    /// comes back as [`UpdatePanicked`].
+    pub fn update<F>(&mut self, key: impl Into<String>, f: F) -> Result<&Value, UpdatePanicked>
+    where
+        F: Fn(Option<&Value>) -> Value + Send + Sync + 'static,
+    {
+        let key = key.into();
+        let f: UpdateFn = Arc::new(f);
+        let new = run_update(&key, &f, self.read().get(&key))?;
+        self.modified = true;
+        self.write().insert(key.clone(), new);
+        self.log.push(Op::Update(key.clone(), f));
+        Ok(&self.view()[&key])
+    }
+
+    /// Removes all data (Django's `clear`). On a merge it clears the latest record too, then
+    /// applies this request's later changes.
+    pub fn clear(&mut self) {
+        self.modified = true;
+        self.write().clear();
+        self.log
+            .retain(|o| o.key().is_none() && !matches!(o, Op::Clear));
+        self.log.push(Op::Clear);
+    }
+
+    /// Django's `flush` (logout): clears the data, deletes the session from the store now and
+    /// forgets the key. A concurrent request's save of this session then fails with
+    /// [`SaveError::Gone`] instead of resurrecting it (Django #21608).
+    pub fn flush(&mut self) {
+        self.modified = true;
+        self.accessed.set(true);
+        if let Some(base) = self.base.take() {
+            self.store.delete_key(&base.key);
+        }
+        self.data = Some(SessionData::new());
+        self.expiry = None;
+        self.log.clear();
+    }
+
+    /// Django's `cycle_key` (call it at login): stores this handle's data under a new key and
+    /// deletes the old key, so a key an attacker planted before login is worthless after it.
+    ///
+    /// The new record is inserted before the old one is removed: a reader of the new key sees
+    /// the data as soon as this starts; a reader of the old key sees the old record until the
+    /// removal, then nothing; no reader ever finds neither. A concurrent save to the old key
+    /// after the removal fails with [`SaveError::Gone`]. Fails only for a session without a key
+    /// at the [`max_sessions`](super::SessionStoreBuilder::max_sessions) bound.
+    pub fn cycle_key(&mut self) -> Result<(), CreateError> {
+        let data = self.read().clone();
+        let had_key = self.base.is_some();
+        let record =
+            self.store
+                .insert_new(data, self.expiry, OffsetDateTime::now_utc(), had_key)?;
+        if let Some(old) = self.base.replace(record) {
+            self.store.delete_key(&old.key);
+        }
+        self.data = None;
+        self.log.clear();
+        self.modified = true;
+        Ok(())
+    }
+
+    /// Django's `set_expiry`: [`Expiry::Seconds`], [`Expiry::At`],
+    /// [`Expiry::AtBrowserClose`], or `None` to go back to the store's default age.
+    pub fn set_expiry(&mut self, expiry: impl Into<Option<Expiry>>) {
+        let expiry = expiry.into();
+        self.accessed.set(true);
+        if expiry.is_none() && self.expiry.is_none() {
+            // Django: deleting an absent `_session_expiry` changes nothing.
+            return;
+        }
+        self.modified = true;
+        self.expiry = expiry;
+        self.log.retain(|o| !matches!(o, Op::SetExpiry(_)));
+        self.log.push(Op::SetExpiry(expiry));
+    }
+
+    /// The custom expiry, if any (reads the session).
+    pub fn expiry(&self) -> Option<Expiry> {
+        self.accessed.set(true);
+        self.expiry
+    }
+
+    fn expiry_for(&self, args: &ExpiryArgs) -> Option<Expiry> {
+        match args.expiry {
+            Some(e) => e,
+            None => self.expiry(),
+        }
+    }
+
+    /// Django's `get_expiry_age`: seconds from `modification` (default now) until the session
+    /// expires; the default age for no custom expiry or at-browser-close.
+    pub fn get_expiry_age(&self, args: ExpiryArgs) -> i64 {
+        let expiry = self.expiry_for(&args);
+        let modification = args.modification.unwrap_or_else(OffsetDateTime::now_utc);
+        expiry_age(expiry, modification, self.store.default_age_secs())
+    }
+
+    /// Django's `get_expiry_date`: the instant the session expires if saved at `modification`
+    /// (default now).
+    pub fn get_expiry_date(&self, args: ExpiryArgs) -> OffsetDateTime {
+        let expiry = self.expiry_for(&args);
+        let modification = args.modification.unwrap_or_else(OffsetDateTime::now_utc);
+        expiry_date(expiry, modification, self.store.default_age_secs())
+    }
+
+    /// Django's `get_expire_at_browser_close`: the store's setting when no custom expiry is
+    /// set, otherwise whether the expiry is [`Expiry::AtBrowserClose`].
+    pub fn get_expire_at_browser_close(&self) -> bool {
+        match self.expiry() {
+            None => self.store.expire_at_browser_close(),
+            Some(e) => e.is_at_browser_close(),
+        }
+    }
+
+    /// Writes the session to the store (Django's `save`).
+    ///
+    /// A session without a key is created under a fresh key. Otherwise the next version is
+    /// published with a compare-and-swap; if another request saved meanwhile, the store's
+    /// [`ConflictPolicy`](super::ConflictPolicy) decides. On success the handle holds the
+    /// stored record (with other requests' merged changes) and an empty change log.
+    ///
+    /// # Errors
+    ///
+    /// [`SaveError::Gone`] if the session was deleted or expired meanwhile (it is not
+    /// resurrected), [`SaveError::Conflict`] under `Reject`, [`SaveError::UpdatePanicked`] if
+    /// an update operation panicked on the latest value, [`SaveError::Create`] at the bound.
+    /// On error the store is unchanged and the handle keeps its data and log.
+    pub fn save(&mut self) -> Result<(), SaveError> {
+        let now = OffsetDateTime::now_utc();
+        let saved = match &self.base {
+            None => {
+                let data = self.data.clone().unwrap_or_default();
+                self.store.insert_new(data, self.expiry, now, false)?
+            }
+            Some(base) => {
+                let backend = self.store.backend();
+                let result = versioned_save(
+                    SaveInput {
+                        key: base.key,
+                        base,
+                        data: &mut self.data,
+                        expiry: self.expiry,
+                        log: &self.log,
+                        policy: self.store.conflict_policy(),
+                        now,
+                        default_age: self.store.default_age_secs(),
+                    },
+                    |expected, new| backend.compare_and_swap(expected, new),
+                );
+                result?
+            }
+        };
+        self.expiry = saved.expiry;
+        self.base = Some(saved);
+        self.data = None;
+        self.log.clear();
+        Ok(())
+    }
+}

@@ -1,0 +1,117 @@
+//! Session keys: 32 characters of `[a-z0-9]` drawn from a CSPRNG.
+
+use std::cell::RefCell;
+use std::fmt;
+
+use rand::SeedableRng;
+use rand::distributions::{Distribution, Uniform};
+use rand::rngs::{OsRng, StdRng};
+
+use super::error::InvalidSessionKey;
+
+/// The characters a session key is made of (Django's `VALID_KEY_CHARS`).
+pub const KEY_CHARS: &[u8; 36] = b"abcdefghijklmnopqrstuvwxyz0123456789";
+
+/// The length of every key this crate issues (Django's `get_random_string(32, VALID_KEY_CHARS)`).
+pub const KEY_LEN: usize = 32;
+
+/// The shortest key Django considers valid at all (`_validate_session_key`).
+pub const MIN_KEY_LEN: usize = 8;
+
+/// A session key issued by a [`SessionStore`](super::SessionStore).
+///
+/// Always [`KEY_LEN`] characters of [`KEY_CHARS`] (about 165 bits of entropy), drawn from
+/// ChaCha12 (`rand`'s `StdRng`) seeded per thread from the operating system (`getrandom`).
+/// Keys are only ever *issued* by the store: a key sent by a client is only used to look up an
+/// existing session ([`SessionKey::parse`] checks its shape), never to create one, so a client
+/// cannot choose its own session key (session fixation).
+///
+/// ```
+/// use unlocked::session::SessionKey;
+///
+/// let key = SessionKey::generate();
+/// assert_eq!(key.as_str().len(), 32);
+/// assert_eq!(SessionKey::parse(key.as_str()), Ok(key));
+/// assert!(SessionKey::parse("short").is_err());
+/// ```
+#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct SessionKey([u8; KEY_LEN]);
+
+std::thread_local! {
+    // A per-thread CSPRNG: one `getrandom` call per thread, then ChaCha12 in user space.
+    static RNG: RefCell<Option<StdRng>> = const { RefCell::new(None) };
+}
+
+impl SessionKey {
+    /// A fresh random key.
+    ///
+    /// # Panics
+    ///
+    /// If the operating system's random source fails when this thread seeds its generator
+    /// (only on a thread's first key; `getrandom` failing means no secure key can be made).
+    pub fn generate() -> SessionKey {
+        let chars = Uniform::from(0..KEY_CHARS.len());
+        RNG.with(|cell| {
+            let mut slot = cell.borrow_mut();
+            let rng = slot.get_or_insert_with(|| {
+                StdRng::from_rng(OsRng).expect("the operating system's random source failed")
+            });
+            let mut out = [0u8; KEY_LEN];
+            for b in &mut out {
+                *b = KEY_CHARS[chars.sample(rng)];
+            }
+            SessionKey(out)
+        })
+    }
+
+    /// Checks the shape of a key sent by a client.
+    ///
+    /// Django rejects keys shorter than [`MIN_KEY_LEN`]; this crate also rejects characters
+    /// outside [`KEY_CHARS`] and any length other than [`KEY_LEN`] (no such key can ever have
+    /// been issued). The error says which rule failed; a store treats every such key as
+    /// unknown and starts a fresh session.
+    pub fn parse(key: &str) -> Result<SessionKey, InvalidSessionKey> {
+        let bytes = key.as_bytes();
+        if bytes.len() < MIN_KEY_LEN {
+            return Err(InvalidSessionKey::TooShort { len: bytes.len() });
+        }
+        if let Some(index) = bytes
+            .iter()
+            .position(|b| !(b.is_ascii_lowercase() || b.is_ascii_digit()))
+        {
+            return Err(InvalidSessionKey::BadCharacter { index });
+        }
+        if bytes.len() != KEY_LEN {
+            return Err(InvalidSessionKey::WrongLength { len: bytes.len() });
+        }
+        let mut out = [0u8; KEY_LEN];
+        out.copy_from_slice(bytes);
+        Ok(SessionKey(out))
+    }
+
+    /// The key as text (what goes in the cookie).
+    pub fn as_str(&self) -> &str {
+        // Every byte is from `KEY_CHARS` (checked in `parse`, guaranteed by `generate`): ASCII.
+        std::str::from_utf8(&self.0).unwrap_or_default()
+    }
+}
+
+impl fmt::Display for SessionKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl fmt::Debug for SessionKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        // Keys are bearer credentials: show only a prefix in logs.
+        write!(f, "SessionKey({}…)", &self.as_str()[..6])
+    }
+}
+
+impl std::str::FromStr for SessionKey {
+    type Err = InvalidSessionKey;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        SessionKey::parse(s)
+    }
+}
