@@ -5,9 +5,11 @@
 //! command are recorded in `docs/benchmarks.md`.
 
 use std::hint::black_box;
-use std::sync::{Arc, Barrier, Mutex};
-use std::thread;
-use std::time::{Duration, Instant};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+#[path = "common/mod.rs"]
+mod common;
 
 use criterion::{BenchmarkId, Criterion, criterion_group, criterion_main};
 use unlocked::lock::{self, InstanceLock, Lock};
@@ -85,28 +87,8 @@ fn uncontended(c: &mut Criterion) {
     g.finish();
 }
 
-/// Runs `op` `iters` times split over `threads` threads started together; returns wall time.
-fn sweep(threads: usize, iters: u64, op: impl Fn() + Send + Sync + 'static) -> Duration {
-    let op = Arc::new(op);
-    let barrier = Arc::new(Barrier::new(threads + 1));
-    let per_thread = iters.div_ceil(threads as u64);
-    let handles: Vec<_> = (0..threads)
-        .map(|_| {
-            let (op, barrier) = (op.clone(), barrier.clone());
-            thread::spawn(move || {
-                barrier.wait();
-                for _ in 0..per_thread {
-                    op();
-                }
-            })
-        })
-        .collect();
-    barrier.wait();
-    let start = Instant::now();
-    for h in handles {
-        h.join().unwrap();
-    }
-    start.elapsed()
+fn sweep(threads: usize, iters: u64, op: impl Fn() + Sync) -> Duration {
+    common::parallel(threads, iters, |_| |_| op())
 }
 
 fn contended(c: &mut Criterion) {

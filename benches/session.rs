@@ -11,9 +11,11 @@
 
 use std::collections::HashMap;
 use std::hint::black_box;
-use std::sync::{Arc, Barrier, RwLock};
-use std::thread;
-use std::time::{Duration, Instant};
+use std::sync::{Arc, RwLock};
+use std::time::Duration;
+
+#[path = "common/mod.rs"]
+mod common;
 
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
 use papaya::{Compute, Operation};
@@ -97,32 +99,15 @@ fn seed_data() -> Vec<(String, Value)> {
     ]
 }
 
-/// Runs `make(thread)` on each of `threads` threads, then times (wall clock, from the barrier)
-/// every worker doing its share of `iters` operations.
+/// The shared sweep; each worker is asked for one operation at a time.
 fn measure<W: FnMut(u64)>(
     threads: usize,
     iters: u64,
     make: &(dyn Fn(usize) -> W + Sync),
 ) -> Duration {
-    let barrier = Barrier::new(threads + 1);
-    let per_thread = (iters / threads as u64).max(1);
-    thread::scope(|s| {
-        let handles: Vec<_> = (0..threads)
-            .map(|t| {
-                let barrier = &barrier;
-                s.spawn(move || {
-                    let mut work = make(t);
-                    barrier.wait();
-                    work(per_thread);
-                })
-            })
-            .collect();
-        barrier.wait();
-        let start = Instant::now();
-        for h in handles {
-            h.join().unwrap();
-        }
-        start.elapsed()
+    common::parallel(threads, iters, |t| {
+        let mut work = make(t);
+        move |_| work(1)
     })
 }
 

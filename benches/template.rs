@@ -6,8 +6,11 @@
 
 use std::collections::HashMap;
 use std::hint::black_box;
-use std::sync::{Barrier, RwLock};
-use std::time::{Duration, Instant};
+use std::sync::RwLock;
+use std::time::Duration;
+
+#[path = "common/mod.rs"]
+mod common;
 
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
 use minijinja::Environment;
@@ -31,37 +34,16 @@ struct Ctx<'a> {
     n: u64,
 }
 
-/// Runs `iters` operations split over `threads` threads, each building its own worker first;
-/// returns the wall time from the first thread's start to the last thread's finish (each
-/// thread stamps its own start after the barrier, so a main thread descheduled on a busy
-/// machine does not shorten the measurement).
+/// The shared sweep, with each thread's worker fed a spread of indices.
 fn parallel<F, W>(iters: u64, threads: usize, make: &F) -> Duration
 where
     F: Fn() -> W + Sync,
     W: FnMut(u64),
 {
-    let barrier = Barrier::new(threads);
-    let per = iters.div_ceil(threads as u64);
-    let spans: Vec<(Instant, Instant)> = std::thread::scope(|s| {
-        let handles: Vec<_> = (0..threads)
-            .map(|t| {
-                let barrier = &barrier;
-                s.spawn(move || {
-                    let mut work = make();
-                    barrier.wait();
-                    let start = Instant::now();
-                    for i in 0..per {
-                        work(i.wrapping_mul(7).wrapping_add(t as u64 * 31));
-                    }
-                    (start, Instant::now())
-                })
-            })
-            .collect();
-        handles.into_iter().map(|h| h.join().unwrap()).collect()
-    });
-    let first = spans.iter().map(|s| s.0).min().unwrap();
-    let last = spans.iter().map(|s| s.1).max().unwrap();
-    last - first
+    common::parallel(threads, iters, |t| {
+        let mut work = make();
+        move |i: u64| work(i.wrapping_mul(7).wrapping_add(t as u64 * 31))
+    })
 }
 
 fn fixture() -> (tempfile::TempDir, Vec<String>) {
