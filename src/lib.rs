@@ -9,6 +9,14 @@
 //! * [`lock`]: reentrant locks at the five levels (global, module, class, instance, function),
 //!   with race-free lazy creation, lock-order checking and contention statistics. They are a
 //!   public API of their own and the blocking fallback of every component.
+//! * [`template`]: a cache of compiled templates (engine-agnostic, with a minijinja adapter)
+//!   whose hit path — `extends` and `include` included — takes no lock and bumps no shared
+//!   reference count; single-flight misses, negative caching, reset, autoreload.
+//! * [`session`]: a session store with Django's `SessionBase` semantics whose saves never lose
+//!   a concurrent request's writes (versioned records, merge/reject/last-writer-wins policies,
+//!   replayable update operations).
+//! * [`model`]: a model registry (`populate` once, refuses reentrancy) and versioned records with
+//!   optimistic, compare-and-swap writes and all-or-nothing multi-record commits.
 //! * [`Strategy`]: each component takes [`LockFree`] (the default) or [`Blocking`] as a type
 //!   parameter: same API, same tests, different synchronisation.
 //!
