@@ -180,7 +180,9 @@ mod imp {
     }
 
     fn ptr_of<T>(value: &Option<std::sync::Arc<T>>) -> *const T {
-        value.as_ref().map_or(std::ptr::null(), std::sync::Arc::as_ptr)
+        value
+            .as_ref()
+            .map_or(std::ptr::null(), std::sync::Arc::as_ptr)
     }
 }
 

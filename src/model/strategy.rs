@@ -186,8 +186,11 @@ impl<M: Model> Backend<M> for LockFreeBackend<M> {
         loop {
             let seq = self.stable_seq();
             // boxcar iterates in index order, that is, key order.
-            let records: Vec<Record<M>> =
-                self.cells.iter().filter_map(|(_, cell)| cell.load()).collect();
+            let records: Vec<Record<M>> = self
+                .cells
+                .iter()
+                .filter_map(|(_, cell)| cell.load())
+                .collect();
             if self.unchanged_since(seq) {
                 return records;
             }
@@ -270,7 +273,10 @@ impl<M: Model> Backend<M> for LockFreeBackend<M> {
             for (i, (_, record)) in records.iter().enumerate().take(installed).rev() {
                 let cell = self.cell(record.pk).expect("validated above");
                 let undone = cell.compare_and_swap(&Some(record.clone()), previous[i].clone());
-                debug_assert!(undone.is_ok(), "a value of an unfinished commit was replaced");
+                debug_assert!(
+                    undone.is_ok(),
+                    "a value of an unfinished commit was replaced"
+                );
             }
         }
         // Release: publishes the installed (or rolled back) cells to readers that see the
@@ -498,27 +504,36 @@ mod loom_model {
                 let store = store.clone();
                 loom::thread::spawn(move || {
                     let mut saved = [false; 2];
+                    let mut read = [0; 2];
                     for (i, pk) in [b, a].into_iter().enumerate() {
                         let rec = store.get(pk).unwrap();
-                        // A committed value: the transfer's debit only with its credit.
-                        assert!(matches!(rec.n, 90 | 100 | 110 | 111), "read {}", rec.n);
+                        read[i] = rec.n;
                         let mut draft = rec.edit();
                         draft.n += 1;
                         saved[i] = store.save(draft).is_ok();
                     }
-                    saved
+                    (saved, read)
                 })
             };
             let (mut from, mut to) = (from, to);
             from.n -= 10;
             to.n += 10;
             let moved = store.commit(vec![from, to]).is_ok();
-            let [saved_b, saved_a] = writer.join().unwrap();
+            let ([saved_b, saved_a], [read_b, read_a]) = writer.join().unwrap();
+            // Only committed values are read: the transfer's credit or debit only if it
+            // committed.
+            assert!(
+                moved || (read_a == 100 && matches!(read_b, 100 | 101)),
+                "read {read_a}, {read_b} of an undone transfer"
+            );
             let (fa, fb) = (store.get(a).unwrap(), store.get(b).unwrap());
             let shift = if moved { 10 } else { 0 };
             assert_eq!(
                 (fa.n, fb.n),
-                (100 - shift + i64::from(saved_a), 100 + shift + i64::from(saved_b)),
+                (
+                    100 - shift + i64::from(saved_a),
+                    100 + shift + i64::from(saved_b)
+                ),
                 "moved: {moved}, saved a: {saved_a}, saved b: {saved_b}"
             );
             assert_eq!(fa.version(), 1 + u64::from(moved) + u64::from(saved_a));
