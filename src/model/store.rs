@@ -276,8 +276,45 @@ impl<M: Model, S: Strategy> ModelStore<M, S> {
         pk: u64,
         mut change: impl FnMut(&mut M),
     ) -> Result<Arc<Versioned<M>>, UpdateError<M>> {
-        self.update_many(&[pk], |values| change(&mut values[0]))
-            .map(|mut records| records.pop().expect("one record per key"))
+        // `update_many` for one key, without its vectors.
+        let budget = self.retry_budget;
+        self.backend.alters_data(|| {
+            let backoff = Backoff::new();
+            let mut attempts = 0_u32;
+            loop {
+                let Some(current) = self.backend.get(pk) else {
+                    return Err(UpdateError::NotFound { pk });
+                };
+                if attempts >= budget {
+                    return Err(UpdateError::RetriesExhausted { attempts, current });
+                }
+                if attempts > 0 {
+                    backoff.snooze();
+                }
+                attempts += 1;
+                let mut value = current.value.clone();
+                // The closure works on a copy: if it panics, nothing stored has been touched.
+                if let Err(payload) = catch_unwind(AssertUnwindSafe(|| change(&mut value))) {
+                    return Err(UpdateError::Panicked {
+                        pk,
+                        message: panic_message(&*payload),
+                    });
+                }
+                let record = Arc::new(Versioned {
+                    pk,
+                    version: current.version + 1,
+                    value,
+                });
+                if self
+                    .backend
+                    .replace(pk, current.version, Some(record.clone()))
+                    .is_ok()
+                {
+                    return Ok(record);
+                }
+                // A conflict: another commit changed the record; read it again.
+            }
+        })
     }
 
     /// As [`update`](Self::update) for several records at once: `change` gets copies of their
