@@ -21,7 +21,7 @@ pub const DEFAULT_RETRY_BUDGET: u32 = 1024;
 ///
 /// * Reads ([`get`](Self::get), [`snapshot`](Self::snapshot), [`filter`](Self::filter)) return
 ///   records as `Arc<`[`Versioned`]`<M>>`: the value with its primary key and version. Under
-///   [`LockFree`] they take no lock and never wait.
+///   [`LockFree`] they take no lock (they wait only while a multi-record commit installs).
 /// * Writes are validated against the version read: [`save`](Self::save) commits a
 ///   [`Draft`] only if the record still has the version the draft was made from,
 ///   [`update`](Self::update) retries a closure until it commits, [`commit`](Self::commit) and
@@ -188,7 +188,7 @@ impl<M: Model, S: Strategy> ModelStore<M, S> {
     /// How many records the store holds now (inserted minus deleted; exact once concurrent
     /// inserts and deletes have returned).
     pub fn len(&self) -> usize {
-        self.backend.len()
+        self.backend.live_count()
     }
 
     /// Whether the store holds no record now.

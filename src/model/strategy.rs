@@ -54,7 +54,7 @@ pub trait Backend<M>: Send + Sync + Sized {
     /// Adds `value` under the next key, at version 1.
     fn insert(&self, value: M) -> Record<M>;
     /// How many records exist.
-    fn len(&self) -> usize;
+    fn live_count(&self) -> usize;
     /// Every record, in key order; a multi-record commit is wholly in it or wholly absent.
     fn snapshot(&self) -> Vec<Record<M>>;
     /// Replaces record `pk` by `new` (`None` deletes it) if it is at version `expected`:
@@ -177,7 +177,7 @@ impl<M: Model> Backend<M> for LockFreeBackend<M> {
         inserted.expect("push_with runs its closure")
     }
 
-    fn len(&self) -> usize {
+    fn live_count(&self) -> usize {
         // Relaxed: a statistic (exact once writers are done).
         self.live.load(Ordering::Relaxed)
     }
@@ -341,7 +341,7 @@ impl<M: Model> Backend<M> for BlockingBackend<M> {
         })
     }
 
-    fn len(&self) -> usize {
+    fn live_count(&self) -> usize {
         self.data.with(|t| t.live)
     }
 
@@ -389,7 +389,7 @@ impl<M: Model> Backend<M> for BlockingBackend<M> {
                 .iter()
                 .map(|(_, record)| {
                     let index = slot(record.pk).expect("validated above");
-                    std::mem::replace(&mut t.records[index], Some(record.clone()))
+                    t.records[index].replace(record.clone())
                 })
                 .collect::<Vec<_>>())
         });
