@@ -25,17 +25,21 @@
 //!
 //! # Consistency
 //!
-//! A store's table is one immutable persistent map; each commit publishes a new one
-//! atomically. A reader therefore sees each commit wholly or not at all, including commits of
-//! several records: [`ModelStore::snapshot`] is a consistent point-in-time view, and
-//! iteration and filtering run over one snapshot (they do not see commits made while they
-//! run — weakly consistent in the `java.util.concurrent` sense, and never a mix of two
-//! states). See `docs/model.md` for the design and its costs.
+//! Each record sits in its own cell and a commit replaces it with one compare-and-swap; a
+//! multi-record commit installs its records while a store-wide sequence number is odd, and
+//! reads never return a record of a commit that is unfinished (or later undone). So a
+//! [`ModelStore::get`] returns committed records only, and a [`ModelStore::snapshot`] (which
+//! `filter` and `all` use) holds each multi-record commit wholly or not at all. Single-record
+//! commits made *while* a snapshot is taken are each in it or not, independently: iteration
+//! and filtering are weakly consistent (the `java.util.concurrent` sense). Change records
+//! that must move together with [`ModelStore::commit`] / [`ModelStore::update_many`]. See
+//! `docs/model.md` for the design and its costs.
 //!
 //! # Async code
 //!
-//! Under `LockFree` no operation blocks (a commit may retry, never wait), so the store can be
-//! used directly from async tasks. Under `Blocking` operations take a thread lock: keep them
+//! Under `LockFree` no operation takes a lock (a commit may retry; reads and writes spin
+//! briefly only while a multi-record commit installs its records), so the store can be used
+//! directly from async tasks. Under `Blocking` operations take a thread lock: keep them
 //! out of `.await` points and closures short. [`Apps::populate`] blocks concurrent callers
 //! until the first one finishes: call it at startup.
 

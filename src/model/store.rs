@@ -10,9 +10,8 @@ use std::sync::Arc;
 use crossbeam::utils::Backoff;
 
 use super::error::{CommitError, DeleteError, SaveError, UpdateError};
-use super::strategy::{ModelStrategy, Plan, Root, Table};
+use super::strategy::{Backend, ModelStrategy};
 use super::{Draft, Model, Versioned};
-use crate::sync::{self, AtomicU64, Ordering};
 use crate::{LockFree, Strategy};
 
 /// How many times [`ModelStore::update`] runs its closure by default before giving up.
@@ -22,15 +21,15 @@ pub const DEFAULT_RETRY_BUDGET: u32 = 1024;
 ///
 /// * Reads ([`get`](Self::get), [`snapshot`](Self::snapshot), [`filter`](Self::filter)) return
 ///   records as `Arc<`[`Versioned`]`<M>>`: the value with its primary key and version. Under
-///   [`LockFree`] they take no lock and never wait.
+///   [`LockFree`] they take no lock (they wait only while a multi-record commit installs).
 /// * Writes are validated against the version read: [`save`](Self::save) commits a
 ///   [`Draft`] only if the record still has the version the draft was made from,
 ///   [`update`](Self::update) retries a closure until it commits, [`commit`](Self::commit) and
 ///   [`update_many`](Self::update_many) change several records all-or-nothing.
 ///
-/// The whole table is one immutable persistent map; every commit publishes a new version of
-/// it at once, so a [`snapshot`](Self::snapshot) is a consistent point-in-time view (a
-/// transfer between two records is never seen half-done). See `docs/model.md`.
+/// Each record sits in its own cell, replaced by one compare-and-swap per commit; a
+/// multi-record commit is never seen half-done, neither by [`get`](Self::get) nor by a
+/// [`snapshot`](Self::snapshot). See `docs/model.md`.
 ///
 /// ```
 /// use unlocked::model::{Model, ModelStore, SaveError};
@@ -66,8 +65,7 @@ pub const DEFAULT_RETRY_BUDGET: u32 = 1024;
 /// assert_eq!((updated.balance, updated.version()), (111, 3));
 /// ```
 pub struct ModelStore<M: Model, S: Strategy = LockFree> {
-    root: <S as ModelStrategy>::Root<M>,
-    next_pk: AtomicU64,
+    backend: <S as ModelStrategy>::Backend<M>,
     retry_budget: u32,
     _strategy: PhantomData<S>,
 }
@@ -94,8 +92,8 @@ impl<M: Model, S: Strategy> ModelStoreBuilder<M, S> {
     /// [`update_many`](ModelStore::update_many) may run their closure before they give up with
     /// [`UpdateError::RetriesExhausted`] (default [`DEFAULT_RETRY_BUDGET`]; at least 1).
     ///
-    /// Only conflicts count: a retry caused by a commit to *other* records reuses the value
-    /// already computed and is not charged. A small budget surfaces contention early (the
+    /// Only conflicts cost an attempt: a commit to *other* records never makes an update
+    /// retry. A small budget surfaces contention early (the
     /// caller decides what to do); a large one makes hot records slow but rarely fails.
     pub fn retry_budget(mut self, attempts: u32) -> Self {
         self.retry_budget = attempts.max(1);
@@ -105,8 +103,7 @@ impl<M: Model, S: Strategy> ModelStoreBuilder<M, S> {
     /// Builds an empty store.
     pub fn build(self) -> ModelStore<M, S> {
         ModelStore {
-            root: Root::new(Table::new()),
-            next_pk: AtomicU64::new(1),
+            backend: Backend::new(),
             retry_budget: self.retry_budget,
             _strategy: PhantomData,
         }
@@ -141,14 +138,11 @@ pub(crate) fn panic_message(payload: &(dyn Any + Send)) -> String {
     }
 }
 
-/// Records built by one run of an update closure, with the versions they were built on.
-type Prepared<M> = (Vec<u64>, Vec<Arc<Versioned<M>>>);
-
 /// Takes back the value of a record built for a commit that did not happen.
 fn reclaim<M: Clone>(record: Arc<Versioned<M>>, read_version: u64) -> Draft<M> {
     let pk = record.pk;
-    // Every table that held a clone was dropped when its commit failed, so this is normally
-    // the only reference; clone the value if not.
+    // A failed commit never leaves the record in a cell, so this is normally the only
+    // reference; clone the value if not.
     let value = Arc::try_unwrap(record)
         .map(|v| v.value)
         .unwrap_or_else(|shared| shared.value.clone());
@@ -178,20 +172,23 @@ impl<M: Model, S: Strategy> ModelStore<M, S> {
 
     /// The record with primary key `pk`, with its version.
     ///
-    /// Under [`LockFree`]: no lock, never waits (one snapshot load and one reference count).
-    /// Under [`Blocking`](crate::Blocking): takes the model's class lock for the lookup.
+    /// Under [`LockFree`]: no lock, no hashing (keys index an array): one load of the record's
+    /// cell, bracketed by two loads of the store's commit sequence; it waits (spinning, then
+    /// yielding) only while a multi-record commit is installing its records. Under
+    /// [`Blocking`](crate::Blocking): takes the model's class lock for the lookup.
     pub fn get(&self, pk: u64) -> Option<Arc<Versioned<M>>> {
-        self.root.get(pk)
+        self.backend.get(pk)
     }
 
     /// Whether a record with primary key `pk` exists now.
     pub fn contains(&self, pk: u64) -> bool {
-        self.snapshot().get(pk).is_some()
+        self.backend.get(pk).is_some()
     }
 
-    /// How many records the store holds now.
+    /// How many records the store holds now (inserted minus deleted; exact once concurrent
+    /// inserts and deletes have returned).
     pub fn len(&self) -> usize {
-        self.snapshot().len()
+        self.backend.live_count()
     }
 
     /// Whether the store holds no record now.
@@ -201,11 +198,13 @@ impl<M: Model, S: Strategy> ModelStore<M, S> {
 
     /// A consistent, immutable view of every record at one instant, in primary-key order.
     ///
-    /// Taking it is O(1) and does not copy records. Commits after it are not reflected; a
-    /// multi-record commit is either wholly in it or wholly absent.
+    /// Taking it is O(n): it copies one pointer per record (the records themselves are
+    /// shared). Commits after it are not reflected; a multi-record commit is either wholly in
+    /// it or wholly absent. Single-record commits that run while it is taken may be in it or
+    /// not independently of each other (see "Consistency" in the [module docs](super)).
     pub fn snapshot(&self) -> ModelSnapshot<M> {
         ModelSnapshot {
-            table: self.root.load(),
+            records: Arc::new(self.backend.snapshot()),
         }
     }
 
@@ -228,20 +227,7 @@ impl<M: Model, S: Strategy> ModelStore<M, S> {
     /// Alters data. Primary keys are unique and increase with each call, but two concurrent
     /// inserts may become visible in either order.
     pub fn insert(&self, value: M) -> Arc<Versioned<M>> {
-        // Relaxed: the counter only hands out unique keys; the record becomes visible through
-        // the commit below, which orders everything.
-        let pk = self.next_pk.fetch_add(1, Ordering::Relaxed);
-        let record = Arc::new(Versioned {
-            pk,
-            version: 1,
-            value,
-        });
-        self.root.commit(|table| {
-            let mut next = table.clone();
-            next.records.insert_mut(pk, record.clone());
-            Plan::Commit(next, ())
-        });
-        record
+        self.backend.insert(value)
     }
 
     /// Commits `draft` if its record still has the version the draft was made from; the
@@ -261,29 +247,13 @@ impl<M: Model, S: Strategy> ModelStore<M, S> {
             version: read_version + 1,
             value: draft.value,
         });
-        enum Outcome<M> {
-            Saved,
-            Conflict(Arc<Versioned<M>>),
-            NotFound,
-        }
-        let outcome = self.root.commit(|table| match table.records.get(&pk) {
-            None => Plan::Abort(Outcome::NotFound),
-            Some(current) if current.version != read_version => {
-                Plan::Abort(Outcome::Conflict(current.clone()))
-            }
-            Some(_) => {
-                let mut next = table.clone();
-                next.records.insert_mut(pk, record.clone());
-                Plan::Commit(next, Outcome::Saved)
-            }
-        });
-        match outcome {
-            Outcome::Saved => Ok(record),
-            Outcome::Conflict(current) => Err(SaveError::Conflict {
+        match self.backend.replace(pk, read_version, Some(record.clone())) {
+            Ok(_) => Ok(record),
+            Err(Some(current)) => Err(SaveError::Conflict {
                 rejected: reclaim(record, read_version),
                 current,
             }),
-            Outcome::NotFound => Err(SaveError::NotFound {
+            Err(None) => Err(SaveError::NotFound {
                 rejected: reclaim(record, read_version),
             }),
         }
@@ -306,8 +276,45 @@ impl<M: Model, S: Strategy> ModelStore<M, S> {
         pk: u64,
         mut change: impl FnMut(&mut M),
     ) -> Result<Arc<Versioned<M>>, UpdateError<M>> {
-        self.update_many(&[pk], |values| change(&mut values[0]))
-            .map(|mut records| records.pop().expect("one record per key"))
+        // `update_many` for one key, without its vectors.
+        let budget = self.retry_budget;
+        self.backend.alters_data(|| {
+            let backoff = Backoff::new();
+            let mut attempts = 0_u32;
+            loop {
+                let Some(current) = self.backend.get(pk) else {
+                    return Err(UpdateError::NotFound { pk });
+                };
+                if attempts >= budget {
+                    return Err(UpdateError::RetriesExhausted { attempts, current });
+                }
+                if attempts > 0 {
+                    backoff.snooze();
+                }
+                attempts += 1;
+                let mut value = current.value.clone();
+                // The closure works on a copy: if it panics, nothing stored has been touched.
+                if let Err(payload) = catch_unwind(AssertUnwindSafe(|| change(&mut value))) {
+                    return Err(UpdateError::Panicked {
+                        pk,
+                        message: panic_message(&*payload),
+                    });
+                }
+                let record = Arc::new(Versioned {
+                    pk,
+                    version: current.version + 1,
+                    value,
+                });
+                if self
+                    .backend
+                    .replace(pk, current.version, Some(record.clone()))
+                    .is_ok()
+                {
+                    return Ok(record);
+                }
+                // A conflict: another commit changed the record; read it again.
+            }
+        })
     }
 
     /// As [`update`](Self::update) for several records at once: `change` gets copies of their
@@ -346,30 +353,22 @@ impl<M: Model, S: Strategy> ModelStore<M, S> {
             }
         }
         let budget = self.retry_budget;
-        let backoff = Backoff::new();
-        let mut attempts = 0_u32;
-        // The records built by the last run of `change`, with the versions they were built on.
-        let mut prepared: Option<Prepared<M>> = None;
-        self.root.commit(|table| {
-            let mut current = Vec::with_capacity(pks.len());
-            for &pk in pks {
-                match table.records.get(&pk) {
-                    Some(record) => current.push(record),
-                    None => return Plan::Abort(Err(UpdateError::NotFound { pk })),
+        self.backend.alters_data(|| {
+            let backoff = Backoff::new();
+            let mut attempts = 0_u32;
+            loop {
+                let mut current = Vec::with_capacity(pks.len());
+                for &pk in pks {
+                    match self.backend.get(pk) {
+                        Some(record) => current.push(record),
+                        None => return Err(UpdateError::NotFound { pk }),
+                    }
                 }
-            }
-            let still_valid = prepared.as_ref().is_some_and(|(versions, _)| {
-                versions
-                    .iter()
-                    .zip(&current)
-                    .all(|(&v, record)| v == record.version)
-            });
-            if !still_valid {
                 if attempts >= budget {
-                    return Plan::Abort(Err(UpdateError::RetriesExhausted {
+                    return Err(UpdateError::RetriesExhausted {
                         attempts,
-                        current: current[0].clone(),
-                    }));
+                        current: current.swap_remove(0),
+                    });
                 }
                 if attempts > 0 {
                     backoff.snooze();
@@ -378,31 +377,35 @@ impl<M: Model, S: Strategy> ModelStore<M, S> {
                 let mut values: Vec<M> = current.iter().map(|r| r.value.clone()).collect();
                 // The closure works on copies: if it panics, nothing stored has been touched.
                 if let Err(payload) = catch_unwind(AssertUnwindSafe(|| change(&mut values))) {
-                    return Plan::Abort(Err(UpdateError::Panicked {
+                    return Err(UpdateError::Panicked {
                         pk: pks[0],
                         message: panic_message(&*payload),
-                    }));
+                    });
                 }
-                let versions: Vec<u64> = current.iter().map(|r| r.version).collect();
-                let records = values
+                let records: Vec<(u64, Arc<Versioned<M>>)> = values
                     .into_iter()
                     .zip(&current)
                     .map(|(value, old)| {
-                        Arc::new(Versioned {
+                        let record = Arc::new(Versioned {
                             pk: old.pk,
                             version: old.version + 1,
                             value,
-                        })
+                        });
+                        (old.version, record)
                     })
                     .collect();
-                prepared = Some((versions, records));
+                let committed = match &records[..] {
+                    [(read, record)] => self
+                        .backend
+                        .replace(record.pk, *read, Some(record.clone()))
+                        .is_ok(),
+                    _ => self.backend.replace_all(&records).is_ok(),
+                };
+                if committed {
+                    return Ok(records.into_iter().map(|(_, record)| record).collect());
+                }
+                // A conflict: another commit changed one of the records; read them again.
             }
-            let (_, records) = prepared.as_ref().expect("prepared above");
-            let mut next = table.clone();
-            for record in records {
-                next.records.insert_mut(record.pk, record.clone());
-            }
-            Plan::Commit(next, Ok(records.clone()))
         })
     }
 
@@ -450,24 +453,15 @@ impl<M: Model, S: Strategy> ModelStore<M, S> {
                 })
             })
             .collect();
-        let conflict = self.root.commit(|table| {
-            for (record, &read) in records.iter().zip(&read_versions) {
-                match table.records.get(&record.pk) {
-                    Some(current) if current.version == read => {}
-                    other => return Plan::Abort(Some((record.pk, read, other.cloned()))),
-                }
-            }
-            let mut next = table.clone();
-            for record in &records {
-                next.records.insert_mut(record.pk, record.clone());
-            }
-            Plan::Commit(next, None)
-        });
+        let entries: Vec<(u64, Arc<Versioned<M>>)> =
+            read_versions.iter().copied().zip(records).collect();
+        let conflict = self.backend.replace_all(&entries).err();
+        let records: Vec<Arc<Versioned<M>>> = entries.into_iter().map(|(_, r)| r).collect();
         match conflict {
             None => Ok(records),
-            Some((pk, expected, current)) => Err(CommitError::Conflict {
-                pk,
-                expected,
+            Some((index, current)) => Err(CommitError::Conflict {
+                pk: records[index].pk,
+                expected: read_versions[index],
                 current,
                 rejected: records
                     .into_iter()
@@ -487,33 +481,28 @@ impl<M: Model, S: Strategy> ModelStore<M, S> {
     /// [`DeleteError::NotFound`] if there is no such record (already deleted),
     /// [`DeleteError::Conflict`] if it changed since `version` was read.
     pub fn delete(&self, pk: u64, version: u64) -> Result<Arc<Versioned<M>>, DeleteError<M>> {
-        self.root.commit(|table| match table.records.get(&pk) {
-            None => Plan::Abort(Err(DeleteError::NotFound { pk })),
-            Some(current) if current.version != version => {
-                Plan::Abort(Err(DeleteError::Conflict {
-                    expected: version,
-                    current: current.clone(),
-                }))
-            }
-            Some(current) => {
-                let mut next = table.clone();
-                next.records.remove_mut(&pk);
-                Plan::Commit(next, Ok(current.clone()))
-            }
-        })
+        match self.backend.replace(pk, version, None) {
+            Ok(deleted) => Ok(deleted),
+            Err(None) => Err(DeleteError::NotFound { pk }),
+            Err(Some(current)) => Err(DeleteError::Conflict {
+                expected: version,
+                current,
+            }),
+        }
     }
 }
 
-/// A consistent, immutable view of a [`ModelStore`] at one instant (see
+/// An immutable view of a [`ModelStore`] (see
 /// [`ModelStore::snapshot`]). Holding it keeps the records of that instant alive.
 pub struct ModelSnapshot<M> {
-    table: sync::Arc<Table<M>>,
+    /// Every record, in key order.
+    records: Arc<Vec<Arc<Versioned<M>>>>,
 }
 
 impl<M> Clone for ModelSnapshot<M> {
     fn clone(&self) -> Self {
         Self {
-            table: self.table.clone(),
+            records: self.records.clone(),
         }
     }
 }
@@ -527,26 +516,24 @@ impl<M> fmt::Debug for ModelSnapshot<M> {
 }
 
 impl<M> ModelSnapshot<M> {
-    /// The record with primary key `pk` in this snapshot.
+    /// The record with primary key `pk` in this snapshot (a binary search).
     pub fn get(&self, pk: u64) -> Option<&Arc<Versioned<M>>> {
-        self.table.records.get(&pk)
+        let index = self.records.binary_search_by_key(&pk, |r| r.pk).ok()?;
+        Some(&self.records[index])
     }
 
     /// How many records the snapshot holds.
     pub fn len(&self) -> usize {
-        self.table.records.size()
+        self.records.len()
     }
 
     /// Whether the snapshot holds no record.
     pub fn is_empty(&self) -> bool {
-        self.len() == 0
+        self.records.is_empty()
     }
 
-    /// Every record, in primary-key order (sorts references to the records: O(n log n)).
+    /// Every record, in primary-key order.
     pub fn iter(&self) -> impl Iterator<Item = &Arc<Versioned<M>>> + '_ {
-        // The trie is ordered by hash: sort by key (O(n log n) per iteration).
-        let mut records: Vec<&Arc<Versioned<M>>> = self.table.records.values().collect();
-        records.sort_unstable_by_key(|r| r.pk);
-        records.into_iter()
+        self.records.iter()
     }
 }
