@@ -19,9 +19,11 @@
 
 use std::collections::HashMap;
 use std::hint::black_box;
-use std::sync::{Arc, Barrier};
-use std::thread;
-use std::time::{Duration, Instant};
+use std::sync::Arc;
+use std::time::Duration;
+
+#[path = "common/mod.rs"]
+mod common;
 
 use criterion::{BenchmarkId, Criterion, criterion_group, criterion_main};
 use parking_lot::{Mutex, RwLock};
@@ -151,41 +153,19 @@ fn next(state: &mut u64) -> u64 {
 
 /// Wall time for `threads` threads to do `iters` operations together.
 fn run<B: Bench>(store: &Arc<B>, op: Op, threads: usize, iters: u64) -> Duration {
-    let per_thread = (iters / threads as u64).max(1);
-    let barrier = Arc::new(Barrier::new(threads + 1));
-    let handles: Vec<_> = (0..threads)
-        .map(|t| {
-            let (store, barrier) = (store.clone(), barrier.clone());
-            thread::spawn(move || {
-                let mut rng = 0x9E37_79B9_7F4A_7C15_u64 ^ ((t as u64 + 1) * 0x2545_F491);
-                let slice = RECORDS / threads as u64;
-                barrier.wait();
-                let mut sink = 0_u64;
-                for _ in 0..per_thread {
-                    match op {
-                        Op::Read => {
-                            sink = sink.wrapping_add(store.read(next(&mut rng) % RECORDS + 1))
-                        }
-                        Op::UpdateLow => {
-                            // Own slice: records t*slice+1 ..= (t+1)*slice.
-                            store.update(t as u64 * slice + next(&mut rng) % slice + 1);
-                        }
-                        Op::UpdateHigh => store.update(1),
-                    }
-                }
-                black_box(sink);
-                barrier.wait();
-            })
-        })
-        .collect();
-    barrier.wait();
-    let start = Instant::now();
-    barrier.wait();
-    let elapsed = start.elapsed();
-    for h in handles {
-        h.join().unwrap();
-    }
-    elapsed
+    let slice = RECORDS / threads as u64;
+    common::parallel(threads, iters, |t| {
+        let store = &**store;
+        let mut rng = 0x9E37_79B9_7F4A_7C15_u64 ^ ((t as u64 + 1) * 0x2545_F491);
+        move |_| match op {
+            Op::Read => {
+                black_box(store.read(next(&mut rng) % RECORDS + 1));
+            }
+            // Own slice: records t*slice+1 ..= (t+1)*slice.
+            Op::UpdateLow => store.update(t as u64 * slice + next(&mut rng) % slice + 1),
+            Op::UpdateHigh => store.update(1),
+        }
+    })
 }
 
 fn bench_model(c: &mut Criterion) {
