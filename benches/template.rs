@@ -12,7 +12,10 @@ use std::time::Duration;
 #[path = "common/mod.rs"]
 mod common;
 
-use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
+use criterion::measurement::WallTime;
+use criterion::{
+    BenchmarkGroup, BenchmarkId, Criterion, Throughput, criterion_group, criterion_main,
+};
 use minijinja::Environment;
 use minijinja::value::{Serde, Value};
 use serde::Serialize;
@@ -44,6 +47,58 @@ where
         let mut work = make();
         move |i: u64| work(i.wrapping_mul(7).wrapping_add(t as u64 * 31))
     })
+}
+
+/// Our cache's hit lookup, for either strategy.
+fn ours_lookup<S: Strategy>(
+    g: &mut BenchmarkGroup<'_, WallTime>,
+    cache: &TemplateCache<MiniJinja, S>,
+    names: &[String],
+    threads: usize,
+) {
+    g.bench_with_input(
+        BenchmarkId::new(S::KIND.name(), threads),
+        &threads,
+        |b, &t| {
+            b.iter_custom(|iters| {
+                parallel(iters, t, &|| {
+                    let mut reader = cache.reader();
+                    move |i| {
+                        let name = &names[i as usize % NAMES];
+                        black_box(reader.get(name).unwrap().compiled());
+                    }
+                })
+            })
+        },
+    );
+}
+
+/// Our cache's lookup + render, for either strategy.
+fn ours_render<S: Strategy>(
+    g: &mut BenchmarkGroup<'_, WallTime>,
+    cache: &TemplateCache<MiniJinja, S>,
+    names: &[String],
+    threads: usize,
+) {
+    g.bench_with_input(
+        BenchmarkId::new(S::KIND.name(), threads),
+        &threads,
+        |b, &t| {
+            b.iter_custom(|iters| {
+                parallel(iters, t, &|| {
+                    let mut reader = cache.reader();
+                    move |i| {
+                        let name = &names[i as usize % NAMES];
+                        let ctx = Ctx {
+                            name: "World",
+                            n: i,
+                        };
+                        black_box(reader.render(name, &ctx).unwrap());
+                    }
+                })
+            })
+        },
+    );
 }
 
 fn fixture() -> (tempfile::TempDir, Vec<String>) {
@@ -97,28 +152,8 @@ fn lookup(c: &mut Criterion) {
     let mut g = c.benchmark_group("template/lookup");
     g.throughput(Throughput::Elements(1));
     for threads in THREADS {
-        g.bench_with_input(BenchmarkId::new("lock-free", threads), &threads, |b, &t| {
-            b.iter_custom(|iters| {
-                parallel(iters, t, &|| {
-                    let mut reader = lock_free.reader();
-                    move |i| {
-                        let name = &names[i as usize % NAMES];
-                        black_box(reader.get(name).unwrap().compiled());
-                    }
-                })
-            })
-        });
-        g.bench_with_input(BenchmarkId::new("blocking", threads), &threads, |b, &t| {
-            b.iter_custom(|iters| {
-                parallel(iters, t, &|| {
-                    let mut reader = blocking.reader();
-                    move |i| {
-                        let name = &names[i as usize % NAMES];
-                        black_box(reader.get(name).unwrap().compiled());
-                    }
-                })
-            })
-        });
+        ours_lookup(&mut g, &lock_free, names, threads);
+        ours_lookup(&mut g, &blocking, names, threads);
         g.bench_with_input(
             BenchmarkId::new("minijinja-path-loader", threads),
             &threads,
@@ -181,48 +216,8 @@ fn lookup_render(c: &mut Criterion) {
     let mut g = c.benchmark_group("template/lookup+render");
     g.throughput(Throughput::Elements(1));
     for threads in THREADS {
-        g.bench_with_input(BenchmarkId::new("lock-free", threads), &threads, |b, &t| {
-            b.iter_custom(|iters| {
-                parallel(iters, t, &|| {
-                    let mut reader = lock_free.reader();
-                    move |i| {
-                        let name = &names[i as usize % NAMES];
-                        black_box(
-                            reader
-                                .render(
-                                    name,
-                                    &Ctx {
-                                        name: "World",
-                                        n: i,
-                                    },
-                                )
-                                .unwrap(),
-                        );
-                    }
-                })
-            })
-        });
-        g.bench_with_input(BenchmarkId::new("blocking", threads), &threads, |b, &t| {
-            b.iter_custom(|iters| {
-                parallel(iters, t, &|| {
-                    let mut reader = blocking.reader();
-                    move |i| {
-                        let name = &names[i as usize % NAMES];
-                        black_box(
-                            reader
-                                .render(
-                                    name,
-                                    &Ctx {
-                                        name: "World",
-                                        n: i,
-                                    },
-                                )
-                                .unwrap(),
-                        );
-                    }
-                })
-            })
-        });
+        ours_render(&mut g, &lock_free, names, threads);
+        ours_render(&mut g, &blocking, names, threads);
         g.bench_with_input(
             BenchmarkId::new("minijinja-path-loader", threads),
             &threads,
