@@ -243,35 +243,33 @@ impl fmt::Debug for Apps {
     }
 }
 
+/// The body of [`Apps::new`], shared by its `const` (normal) and non-`const` (loom) forms.
+macro_rules! empty_apps {
+    () => {
+        Apps {
+            populate_lock: PopulateLock::const_new(
+                <RawMutex as lock_api::RawMutex>::INIT,
+                <RawThreadId as lock_api::GetThreadId>::INIT,
+                Cell::new(false),
+            ),
+            catalog: OnceLock::new(),
+            ready: AtomicBool::new(false),
+            hook_failure: OnceLock::new(),
+        }
+    };
+}
+
 impl Apps {
     /// An empty registry; usable in a `static`.
     #[cfg(not(unlocked_loom))]
     pub const fn new() -> Self {
-        Self {
-            populate_lock: PopulateLock::const_new(
-                <RawMutex as lock_api::RawMutex>::INIT,
-                <RawThreadId as lock_api::GetThreadId>::INIT,
-                Cell::new(false),
-            ),
-            catalog: OnceLock::new(),
-            ready: AtomicBool::new(false),
-            hook_failure: OnceLock::new(),
-        }
+        empty_apps!()
     }
 
-    /// An empty registry (loom build: not `const`).
+    /// An empty registry (loom build: loom atomics are not `const`).
     #[cfg(unlocked_loom)]
     pub fn new() -> Self {
-        Self {
-            populate_lock: PopulateLock::const_new(
-                <RawMutex as lock_api::RawMutex>::INIT,
-                <RawThreadId as lock_api::GetThreadId>::INIT,
-                Cell::new(false),
-            ),
-            catalog: OnceLock::new(),
-            ready: AtomicBool::new(false),
-            hook_failure: OnceLock::new(),
-        }
+        empty_apps!()
     }
 
     /// Registers apps and models by running `register` once, publishes them, then runs the
