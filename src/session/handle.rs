@@ -2,6 +2,8 @@
 
 use std::cell::Cell;
 use std::fmt;
+use std::marker::PhantomData;
+use std::ops::Deref;
 use std::sync::Arc;
 
 use serde_json::Value;
@@ -94,9 +96,17 @@ impl ExpiryArgs {
 /// ```
 ///
 /// The third type parameter is hidden plumbing (the store's map back end): leave it at its
-/// default.
-pub struct Session<'a, S: Strategy = LockFree, B: Backend = <S as SessionStrategy>::Backend> {
-    store: &'a SessionStore<S, B>,
+/// default. The fourth is how the handle reaches its store: a borrow (`&'a SessionStore`,
+/// from [`SessionStore::load`]) or an `Arc` ([`OwnedSession`], from
+/// [`SessionStore::load_owned`], for frameworks that need a `'static` handle).
+pub struct Session<
+    'a,
+    S: Strategy = LockFree,
+    B: Backend = <S as SessionStrategy>::Backend,
+    R = &'a SessionStore<S, B>,
+> {
+    store: R,
+    _borrow: PhantomData<(&'a (), fn() -> (S, B))>,
     /// The record loaded or last saved; `None` for a session without a key.
     base: Option<Arc<Record>>,
     /// The handle's data; `None` while it equals `base`'s (copy on first write).
@@ -107,7 +117,27 @@ pub struct Session<'a, S: Strategy = LockFree, B: Backend = <S as SessionStrateg
     accessed: Cell<bool>,
 }
 
-impl<S: Strategy, B: Backend> fmt::Debug for Session<'_, S, B> {
+/// A [`Session`] that owns a reference count on its store instead of borrowing it: `'static`,
+/// so it can live in a request's extensions (see [`SessionStore::load_owned`]).
+///
+/// ```
+/// use std::sync::Arc;
+/// use unlocked::session::{OwnedSession, SessionStore};
+///
+/// let store: Arc<SessionStore> = Arc::new(SessionStore::new());
+/// let mut s: OwnedSession = store.load_owned(None);
+/// s.insert("k", 1);
+/// s.save()?;
+/// let key = s.session_key().unwrap();
+/// assert_eq!(store.load(Some(key.as_str())).get("k"), Some(&1.into()));
+/// # Ok::<(), unlocked::session::SaveError>(())
+/// ```
+pub type OwnedSession<S = LockFree> =
+    Session<'static, S, <S as SessionStrategy>::Backend, Arc<SessionStore<S>>>;
+
+impl<S: Strategy, B: Backend, R: Deref<Target = SessionStore<S, B>>> fmt::Debug
+    for Session<'_, S, B, R>
+{
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Session")
             .field("key", &self.session_key())
@@ -119,14 +149,15 @@ impl<S: Strategy, B: Backend> fmt::Debug for Session<'_, S, B> {
     }
 }
 
-impl<'a, S: Strategy, B: Backend> Session<'a, S, B> {
-    pub(crate) fn new(store: &'a SessionStore<S, B>, base: Option<Arc<Record>>) -> Self {
+impl<S: Strategy, B: Backend, R: Deref<Target = SessionStore<S, B>>> Session<'_, S, B, R> {
+    pub(crate) fn new(store: R, base: Option<Arc<Record>>) -> Self {
         let (data, expiry) = match &base {
             Some(r) => (None, r.expiry),
             None => (Some(SessionData::new()), None),
         };
         Session {
             store,
+            _borrow: PhantomData,
             base,
             data,
             expiry,

@@ -59,9 +59,13 @@ mod record;
 mod store;
 #[doc(hidden)]
 pub mod strategy;
+#[cfg(feature = "tower-sessions")]
+pub mod tower;
+#[cfg(feature = "axum")]
+pub mod axum;
 
 pub use error::{CreateError, InvalidSessionKey, SaveError, UpdatePanicked};
-pub use handle::{ExpiryArgs, Session};
+pub use handle::{ExpiryArgs, OwnedSession, Session};
 pub use key::{KEY_CHARS, KEY_LEN, MIN_KEY_LEN, SessionKey};
 pub use record::{ConflictPolicy, Expiry, Record, SessionData};
 pub use store::{DEFAULT_AGE_SECS, SessionStore, SessionStoreBuilder};

@@ -189,6 +189,14 @@ impl<S: Strategy, B: Backend> SessionStore<S, B> {
         Session::new(self, record)
     }
 
+    /// [`load`](Self::load) for a store shared by `Arc`: the handle keeps the store alive
+    /// instead of borrowing it, so it is `'static` (an [`OwnedSession`](super::OwnedSession)
+    /// for the default back end) and can be kept in a request's extensions.
+    pub fn load_owned(self: &Arc<Self>, key: Option<&str>) -> Session<'static, S, B, Arc<Self>> {
+        let record = key.and_then(|k| self.record(k));
+        Session::new(Arc::clone(self), record)
+    }
+
     /// Creates an empty session under a new key right away (Django's `create()`).
     pub fn create(&self) -> Result<Session<'_, S, B>, CreateError> {
         let now = OffsetDateTime::now_utc();
@@ -316,9 +324,22 @@ impl<S: Strategy, B: Backend> SessionStore<S, B> {
         now: OffsetDateTime,
         unbounded: bool,
     ) -> Result<Arc<Record>, CreateError> {
+        self.insert_new_keyed(data, expiry, now, unbounded, SessionKey::generate)
+    }
+
+    /// [`insert_new`](Self::insert_new) with the keys drawn from `next_key` (integrations
+    /// whose framework picks the session id).
+    pub(crate) fn insert_new_keyed(
+        &self,
+        data: SessionData,
+        expiry: Option<Expiry>,
+        now: OffsetDateTime,
+        unbounded: bool,
+        mut next_key: impl FnMut() -> SessionKey,
+    ) -> Result<Arc<Record>, CreateError> {
         self.reserve(unbounded)?;
         let mut record = Record {
-            key: SessionKey::generate(),
+            key: next_key(),
             expires_at: expiry_date(expiry, now, self.config.default_age),
             data,
             expiry,
@@ -331,7 +352,7 @@ impl<S: Strategy, B: Backend> SessionStore<S, B> {
                 return Ok(keep);
             }
             record = Arc::unwrap_or_clone(keep);
-            record.key = SessionKey::generate();
+            record.key = next_key();
         }
     }
 }

@@ -1,0 +1,405 @@
+//! The native session handle in axum (feature `axum`): a layer and an extractor.
+//!
+//! [`SessionLayer`] does what Django's `SessionMiddleware` does: it loads the session the
+//! request's cookie names (an [`OwnedSession`]), lends it to the handler through the
+//! [`RequestSession`] extractor, and after the handler:
+//!
+//! * a session that was accessed adds `Vary: Cookie`;
+//! * a session that was emptied by [`flush`](super::Session::flush) (logout) while the request
+//!   carried a cookie gets the cookie deleted;
+//! * a modified, non-empty session is [saved](super::Session::save) and its cookie (re)set:
+//!   a new key after [`cycle_key`](super::Session::cycle_key) (login), `Max-Age` from the
+//!   session's expiry, or a browser-session cookie for
+//!   [`Expiry::AtBrowserClose`](super::Expiry::AtBrowserClose);
+//! * a save that finds the session deleted meanwhile (another request logged out) is not
+//!   resurrected: the response becomes `400 Bad Request`, as Django's `SessionInterrupted`;
+//!   any other save error gives `500`. A handler's 5xx response is not saved (as Django).
+//!
+//! Handlers get the whole native API, update operations included: an
+//! [`update`](super::Session::update) is replayed on the latest record if another request
+//! saved the session meanwhile, so concurrent increments all count.
+//!
+//! ```
+//! use axum::{Router, routing::post};
+//! use serde_json::json;
+//! use unlocked::session::SessionStore;
+//! use unlocked::session::axum::{RequestSession, SessionLayer};
+//!
+//! async fn hit(session: RequestSession) -> String {
+//!     // Lock, change, unlock: the guard cannot be held across an `.await`.
+//!     let mut s = session.lock();
+//!     let n = s.update("hits", |v| json!(v.and_then(|v| v.as_i64()).unwrap_or(0) + 1));
+//!     n.map(|n| n.to_string()).unwrap_or_default()
+//! }
+//!
+//! let store: SessionStore = SessionStore::new();
+//! let app: Router = Router::new()
+//!     .route("/hit", post(hit))
+//!     .layer(SessionLayer::new(store).secure(false));
+//! ```
+//!
+//! # Async
+//!
+//! The handle lives in an `Arc<Mutex<_>>` shared by the layer and the handler. Its guard is
+//! not `Send`, so an async handler cannot hold it across `.await` (the compiler refuses):
+//! take it, work, drop it. Store calls take no lock under [`LockFree`]; under
+//! [`Blocking`](crate::Blocking) they hold the session module's lock for one map operation.
+
+use std::fmt;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+
+use axum_core::extract::FromRequestParts;
+use axum_core::response::{IntoResponse, Response};
+use cookie::Cookie;
+use http::header::{COOKIE, SET_COOKIE, VARY};
+use http::request::Parts;
+use http::{HeaderValue, Request, StatusCode};
+use parking_lot::{Mutex, MutexGuard};
+use tower_layer::Layer;
+use tower_service::Service;
+
+use super::error::SaveError;
+use super::handle::{ExpiryArgs, OwnedSession};
+use super::store::SessionStore;
+use crate::{LockFree, Strategy};
+
+/// The cookie's `SameSite` attribute (Django's `SESSION_COOKIE_SAMESITE`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum SameSite {
+    /// Sent only with same-site requests.
+    Strict,
+    /// Also sent on top-level navigations from other sites (Django's default).
+    #[default]
+    Lax,
+    /// Sent with every request (browsers then require `Secure`).
+    None,
+}
+
+#[derive(Clone, Debug)]
+struct CookieConfig {
+    name: String,
+    path: String,
+    domain: Option<String>,
+    secure: bool,
+    http_only: bool,
+    same_site: SameSite,
+}
+
+/// The session middleware: a tower [`Layer`] over an [`Arc`]`<`[`SessionStore`]`>`.
+///
+/// Cookie settings default to Django's: name `sessionid`, path `/`, `HttpOnly`,
+/// `SameSite=Lax`, and `Secure` **on** (turn it off with [`secure(false)`](Self::secure) for
+/// plain-HTTP development only).
+pub struct SessionLayer<S: Strategy = LockFree> {
+    store: Arc<SessionStore<S>>,
+    cookie: Arc<CookieConfig>,
+}
+
+impl<S: Strategy> Clone for SessionLayer<S> {
+    fn clone(&self) -> Self {
+        SessionLayer {
+            store: Arc::clone(&self.store),
+            cookie: Arc::clone(&self.cookie),
+        }
+    }
+}
+
+impl<S: Strategy> fmt::Debug for SessionLayer<S> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("SessionLayer")
+            .field("store", &self.store)
+            .field("cookie", &self.cookie)
+            .finish()
+    }
+}
+
+impl<S: Strategy> SessionLayer<S> {
+    /// A layer over `store` with Django's cookie settings.
+    pub fn new(store: SessionStore<S>) -> Self {
+        Self::from_arc(Arc::new(store))
+    }
+
+    /// A layer over a shared store (e.g. one also used by a
+    /// [`TowerStore`](super::tower::TowerStore) or a background task).
+    pub fn from_arc(store: Arc<SessionStore<S>>) -> Self {
+        SessionLayer {
+            store,
+            cookie: Arc::new(CookieConfig {
+                name: "sessionid".into(),
+                path: "/".into(),
+                domain: None,
+                secure: true,
+                http_only: true,
+                same_site: SameSite::Lax,
+            }),
+        }
+    }
+
+    fn cookie_mut(&mut self) -> &mut CookieConfig {
+        Arc::make_mut(&mut self.cookie)
+    }
+
+    /// The cookie name (Django's `SESSION_COOKIE_NAME`, default `sessionid`).
+    #[must_use]
+    pub fn cookie_name(mut self, name: impl Into<String>) -> Self {
+        self.cookie_mut().name = name.into();
+        self
+    }
+
+    /// The cookie path (default `/`).
+    #[must_use]
+    pub fn path(mut self, path: impl Into<String>) -> Self {
+        self.cookie_mut().path = path.into();
+        self
+    }
+
+    /// The cookie domain (default none: the request's host only).
+    #[must_use]
+    pub fn domain(mut self, domain: impl Into<String>) -> Self {
+        self.cookie_mut().domain = Some(domain.into());
+        self
+    }
+
+    /// The `Secure` attribute (default on: the cookie only travels over HTTPS).
+    #[must_use]
+    pub fn secure(mut self, secure: bool) -> Self {
+        self.cookie_mut().secure = secure;
+        self
+    }
+
+    /// The `HttpOnly` attribute (default on: scripts cannot read the cookie).
+    #[must_use]
+    pub fn http_only(mut self, http_only: bool) -> Self {
+        self.cookie_mut().http_only = http_only;
+        self
+    }
+
+    /// The `SameSite` attribute (default [`SameSite::Lax`]).
+    #[must_use]
+    pub fn same_site(mut self, same_site: SameSite) -> Self {
+        self.cookie_mut().same_site = same_site;
+        self
+    }
+
+    /// The store.
+    pub fn store(&self) -> &Arc<SessionStore<S>> {
+        &self.store
+    }
+}
+
+impl<S: Strategy, I> Layer<I> for SessionLayer<S> {
+    type Service = SessionService<I, S>;
+
+    fn layer(&self, inner: I) -> Self::Service {
+        SessionService {
+            inner,
+            layer: self.clone(),
+        }
+    }
+}
+
+/// The service [`SessionLayer`] wraps around the app.
+pub struct SessionService<I, S: Strategy = LockFree> {
+    inner: I,
+    layer: SessionLayer<S>,
+}
+
+impl<I: Clone, S: Strategy> Clone for SessionService<I, S> {
+    fn clone(&self) -> Self {
+        SessionService {
+            inner: self.inner.clone(),
+            layer: self.layer.clone(),
+        }
+    }
+}
+
+impl<I: fmt::Debug, S: Strategy> fmt::Debug for SessionService<I, S> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("SessionService")
+            .field("inner", &self.inner)
+            .field("layer", &self.layer)
+            .finish()
+    }
+}
+
+/// The value of cookie `name` among the request's `Cookie` headers.
+fn request_cookie(headers: &http::HeaderMap, name: &str) -> Option<String> {
+    headers
+        .get_all(COOKIE)
+        .iter()
+        .filter_map(|h| h.to_str().ok())
+        .flat_map(Cookie::split_parse)
+        .filter_map(Result::ok)
+        .find(|c| c.name() == name)
+        .map(|c| c.value().to_owned())
+}
+
+impl<I, S, ReqBody, ResBody> Service<Request<ReqBody>> for SessionService<I, S>
+where
+    I: Service<Request<ReqBody>, Response = http::Response<ResBody>> + Clone + Send + 'static,
+    I::Future: Send + 'static,
+    S: Strategy,
+    ReqBody: Send + 'static,
+    ResBody: Default + Send + 'static,
+{
+    type Response = http::Response<ResBody>;
+    type Error = I::Error;
+    type Future = Pin<Box<dyn Future<Output = Result<Self::Response, Self::Error>> + Send>>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, mut req: Request<ReqBody>) -> Self::Future {
+        let sent = request_cookie(req.headers(), &self.layer.cookie.name);
+        let session = Arc::new(Mutex::new(self.layer.store.load_owned(sent.as_deref())));
+        req.extensions_mut().insert(RequestSession {
+            inner: Arc::clone(&session),
+        });
+        // The clone that was polled ready serves this request (tower's usual dance).
+        let clone = self.inner.clone();
+        let mut inner = std::mem::replace(&mut self.inner, clone);
+        let cookie = Arc::clone(&self.layer.cookie);
+        Box::pin(async move {
+            let mut response = inner.call(req).await?;
+            let mut session = session.lock();
+            finish(&mut session, &cookie, sent.is_some(), &mut response);
+            Ok(response)
+        })
+    }
+}
+
+/// Django's `SessionMiddleware.process_response`.
+fn finish<S: Strategy, B: Default>(
+    session: &mut OwnedSession<S>,
+    config: &CookieConfig,
+    had_cookie: bool,
+    response: &mut http::Response<B>,
+) {
+    if session.accessed() {
+        response
+            .headers_mut()
+            .append(VARY, HeaderValue::from_static("Cookie"));
+    }
+    if had_cookie && session.is_empty() {
+        let cookie = build_cookie(config, "")
+            .max_age(time::Duration::ZERO)
+            .expires(time::OffsetDateTime::UNIX_EPOCH)
+            .build();
+        set_cookie(response, &cookie);
+        return;
+    }
+    if !session.modified() || session.is_empty() || response.status().is_server_error() {
+        return;
+    }
+    if let Err(e) = session.save() {
+        let status = match e {
+            SaveError::Gone { .. } => StatusCode::BAD_REQUEST,
+            _ => StatusCode::INTERNAL_SERVER_ERROR,
+        };
+        *response = http::Response::default();
+        *response.status_mut() = status;
+        return;
+    }
+    let Some(key) = session.session_key() else {
+        return;
+    };
+    let mut cookie = build_cookie(config, key.as_str());
+    if !session.get_expire_at_browser_close() {
+        let age = session.get_expiry_age(ExpiryArgs::new());
+        cookie = cookie.max_age(time::Duration::seconds(age));
+    }
+    set_cookie(response, &cookie.build());
+}
+
+fn build_cookie(config: &CookieConfig, value: &str) -> cookie::CookieBuilder<'static> {
+    let mut c = Cookie::build((config.name.clone(), value.to_owned()))
+        .path(config.path.clone())
+        .secure(config.secure)
+        .http_only(config.http_only)
+        .same_site(match config.same_site {
+            SameSite::Strict => cookie::SameSite::Strict,
+            SameSite::Lax => cookie::SameSite::Lax,
+            SameSite::None => cookie::SameSite::None,
+        });
+    if let Some(domain) = &config.domain {
+        c = c.domain(domain.clone());
+    }
+    c
+}
+
+fn set_cookie<B>(response: &mut http::Response<B>, cookie: &Cookie<'_>) {
+    // A cookie built from a store key and configured attributes is visible ASCII; a
+    // configured name or path with control characters is skipped rather than sent broken.
+    if let Ok(value) = HeaderValue::from_str(&cookie.to_string()) {
+        response.headers_mut().append(SET_COOKIE, value);
+    }
+}
+
+/// The extractor: this request's native session handle, shared with [`SessionLayer`].
+///
+/// [`lock`](Self::lock) it to use the [`Session`](super::Session) API; the layer saves it
+/// after the handler returns. Extracting it without the layer fails with
+/// [`MissingSessionLayer`] (a 500 response).
+pub struct RequestSession<S: Strategy = LockFree> {
+    inner: Arc<Mutex<OwnedSession<S>>>,
+}
+
+impl<S: Strategy> Clone for RequestSession<S> {
+    fn clone(&self) -> Self {
+        RequestSession {
+            inner: Arc::clone(&self.inner),
+        }
+    }
+}
+
+impl<S: Strategy> fmt::Debug for RequestSession<S> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_tuple("RequestSession").field(&self.inner).finish()
+    }
+}
+
+impl<S: Strategy> RequestSession<S> {
+    /// The session handle. The guard is not `Send`: drop it before any `.await`.
+    pub fn lock(&self) -> MutexGuard<'_, OwnedSession<S>> {
+        self.inner.lock()
+    }
+}
+
+/// [`RequestSession`] was extracted in a route that [`SessionLayer`] does not wrap.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct MissingSessionLayer;
+
+impl fmt::Display for MissingSessionLayer {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(
+            "no session in the request: add `unlocked::session::axum::SessionLayer` (of the \
+             same strategy) around this route with `.layer(...)`",
+        )
+    }
+}
+
+impl std::error::Error for MissingSessionLayer {}
+
+impl IntoResponse for MissingSessionLayer {
+    fn into_response(self) -> Response {
+        (StatusCode::INTERNAL_SERVER_ERROR, self.to_string()).into_response()
+    }
+}
+
+impl<S: Strategy, St: Send + Sync> FromRequestParts<St> for RequestSession<S> {
+    type Rejection = MissingSessionLayer;
+
+    async fn from_request_parts(parts: &mut Parts, _state: &St) -> Result<Self, Self::Rejection> {
+        parts
+            .extensions
+            .get::<RequestSession<S>>()
+            .cloned()
+            .ok_or(MissingSessionLayer)
+    }
+}
