@@ -5,8 +5,9 @@
 //! [`RequestSession`] extractor, and after the handler:
 //!
 //! * a session that was accessed adds `Vary: Cookie`;
-//! * a session that was emptied by [`flush`](super::Session::flush) (logout) while the request
-//!   carried a cookie gets the cookie deleted;
+//! * a session that the handler found empty (an unknown or stale key) or emptied with
+//!   [`flush`](super::Session::flush) (logout) while the request carried a cookie gets the
+//!   cookie deleted;
 //! * a modified, non-empty session is [saved](super::Session::save) and its cookie (re)set:
 //!   a new key after [`cycle_key`](super::Session::cycle_key) (login), `Max-Age` from the
 //!   session's expiry, or a browser-session cookie for
@@ -285,7 +286,7 @@ fn finish<S: Strategy, B: Default>(
             .headers_mut()
             .append(VARY, HeaderValue::from_static("Cookie"));
     }
-    if had_cookie && session.is_empty() {
+    if had_cookie && session.accessed() && session.is_empty() {
         let cookie = build_cookie(config, "")
             .max_age(time::Duration::ZERO)
             .expires(time::OffsetDateTime::UNIX_EPOCH)

@@ -235,8 +235,17 @@ impl<S: Strategy> TowerStore<S> {
     }
 }
 
-/// The store key for a tower-sessions id: the id's 128 bits in base 36, zero-padded to 32.
-fn key_of(id: Id) -> SessionKey {
+/// The store key a tower-sessions id maps to: the id's 128 bits in base 36, padded to 32
+/// characters (one-to-one), so records saved through [`TowerStore`] can be read natively.
+///
+/// ```
+/// use tower_sessions_core::session::Id;
+/// use unlocked::session::tower::key_for;
+///
+/// assert_eq!(key_for(Id(0)).as_str(), "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa");
+/// assert_ne!(key_for(Id(1)), key_for(Id(-1)));
+/// ```
+pub fn key_for(id: Id) -> SessionKey {
     // Reinterpret the bits: every `i128` maps to a distinct `u128`.
     let mut n = id.0 as u128;
     let mut out = [b'0'; KEY_LEN];
@@ -278,7 +287,7 @@ impl<S: Strategy> TowerSessionStore for TowerStore<S> {
                         id = Id(rand::rngs::OsRng.r#gen());
                     }
                     first = false;
-                    key_of(id)
+                    key_for(id)
                 },
             )
             .map_err(backend_error)?;
@@ -291,7 +300,7 @@ impl<S: Strategy> TowerSessionStore for TowerStore<S> {
 
     /// Applies this request's changes onto the current record (see the module documentation).
     async fn save(&self, record: &TowerRecord) -> StoreResult<()> {
-        let key = key_of(record.id);
+        let key = key_for(record.id);
         let policy = self.store.conflict_policy();
         let (log, base_version) = self.changes(record, policy == ConflictPolicy::LastWriterWins);
         let backend = self.store.backend();
@@ -331,7 +340,7 @@ impl<S: Strategy> TowerSessionStore for TowerStore<S> {
 
     /// The record, unless absent or expired.
     async fn load(&self, id: &Id) -> StoreResult<Option<TowerRecord>> {
-        let key = key_of(*id);
+        let key = key_for(*id);
         Ok(self
             .store
             .record(key.as_str())
@@ -340,7 +349,7 @@ impl<S: Strategy> TowerSessionStore for TowerStore<S> {
 
     /// Deletes the record; saves in flight for it then fail instead of resurrecting it.
     async fn delete(&self, id: &Id) -> StoreResult<()> {
-        self.store.delete(key_of(*id).as_str());
+        self.store.delete(key_for(*id).as_str());
         Ok(())
     }
 }
@@ -361,11 +370,11 @@ mod tests {
     #[test]
     fn ids_map_to_distinct_valid_keys() {
         for id in [0_i128, 1, -1, i128::MIN, i128::MAX, 36, 1 << 100] {
-            let k = key_of(Id(id));
+            let k = key_for(Id(id));
             assert_eq!(k.as_str().len(), KEY_LEN);
             assert_eq!(SessionKey::parse(k.as_str()), Ok(k));
         }
-        assert_ne!(key_of(Id(-1)), key_of(Id(i128::MAX)));
-        assert_ne!(key_of(Id(0)), key_of(Id(1)));
+        assert_ne!(key_for(Id(-1)), key_for(Id(i128::MAX)));
+        assert_ne!(key_for(Id(0)), key_for(Id(1)));
     }
 }
