@@ -31,11 +31,11 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
+use axum::Router;
 use axum::extract::{Query, State};
 use axum::http::StatusCode;
 use axum::response::Html;
 use axum::routing::{get, post};
-use axum::Router;
 use serde::Deserialize;
 use serde_json::{Value, json};
 use tower_sessions::{MemoryStore, Session, SessionManagerLayer};
@@ -79,24 +79,45 @@ async fn index<S: Strategy>(
 ) -> Result<Html<String>, Failure> {
     let (count, user) = {
         let s = session.lock();
-        (s.get("count").cloned().unwrap_or(json!(0)), s.get("user").cloned())
+        (
+            s.get("count").cloned().unwrap_or(json!(0)),
+            s.get("user").cloned(),
+        )
     };
-    let hits = app.hits.get(app.hits_pk).ok_or_else(|| internal("hits record missing"))?;
+    let hits = app
+        .hits
+        .get(app.hits_pk)
+        .ok_or_else(|| internal("hits record missing"))?;
     let ctx = json!({"count": count, "user": user, "hits": hits.n, "version": hits.version()});
-    app.templates.render("index.html", &ctx).map(Html).map_err(internal)
+    app.templates
+        .render("index.html", &ctx)
+        .map(Html)
+        .map_err(internal)
 }
 
 async fn incr_both<S: Strategy>(
     State(app): State<Arc<App<S>>>,
     session: RequestSession<S>,
 ) -> Result<String, Failure> {
-    let count = session.lock().update("count", incr).map_err(internal)?.clone();
-    let hits = app.hits.update(app.hits_pk, |h| h.n += 1).map_err(internal)?;
+    let count = session
+        .lock()
+        .update("count", incr)
+        .map_err(internal)?
+        .clone();
+    let hits = app
+        .hits
+        .update(app.hits_pk, |h| h.n += 1)
+        .map_err(internal)?;
     Ok(format!("count={count} hits={}\n", hits.n))
 }
 
 async fn count<S: Strategy>(session: RequestSession<S>) -> String {
-    session.lock().get("count").cloned().unwrap_or(json!(0)).to_string()
+    session
+        .lock()
+        .get("count")
+        .cloned()
+        .unwrap_or(json!(0))
+        .to_string()
 }
 
 #[derive(Deserialize)]
@@ -141,7 +162,12 @@ struct Present {
 async fn ts_present(session: Session, Query(q): Query<Present>) -> Result<String, Failure> {
     let mut present = 0;
     for i in 0..q.n {
-        if session.get_value(&format!("k{i}")).await.map_err(internal)?.is_some() {
+        if session
+            .get_value(&format!("k{i}"))
+            .await
+            .map_err(internal)?
+            .is_some()
+        {
             present += 1;
         }
     }
@@ -214,7 +240,9 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             other => return Err(format!("unknown argument {other:?}; try --help").into()),
         }
     }
-    let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
     rt.block_on(async {
         let listener = tokio::net::TcpListener::bind(addr).await?;
         println!("listening on http://{}", listener.local_addr()?);

@@ -10,9 +10,9 @@ mod app;
 use std::net::SocketAddr;
 use std::sync::Arc;
 
+use axum::http::{Method, Request, StatusCode};
 use bytes::Bytes;
 use http_body_util::{BodyExt, Empty};
-use axum::http::{Method, Request, StatusCode};
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
@@ -93,7 +93,10 @@ async fn send(
     if let Some(c) = cookie {
         req = req.header("cookie", c);
     }
-    let resp = client.request(req.body(Empty::new()).unwrap()).await.unwrap();
+    let resp = client
+        .request(req.body(Empty::new()).unwrap())
+        .await
+        .unwrap();
     let status = resp.status();
     let cookies = resp
         .headers()
@@ -141,14 +144,20 @@ fn native_counter_loses_nothing<S: Strategy>() {
         let client = client();
         let first = send(&client, server.addr, Method::POST, "/incr", None).await;
         assert_eq!(first.status, StatusCode::OK);
-        let cookie = first.cookie("sessionid").expect("a new session sets its cookie");
+        let cookie = first
+            .cookie("sessionid")
+            .expect("a new session sets its cookie");
         let paths = (1..N).map(|_| "/incr".to_owned()).collect();
         concurrently(&client, server.addr, &cookie, paths).await;
         let count = send(&client, server.addr, Method::GET, "/count", Some(&cookie)).await;
         assert_eq!(count.body, N.to_string(), "increments lost");
         // The page renders through the template cache with the same figures.
         let page = send(&client, server.addr, Method::GET, "/", Some(&cookie)).await;
-        assert!(page.body.contains(&format!("<strong>{N}</strong>")), "{}", page.body);
+        assert!(
+            page.body.contains(&format!("<strong>{N}</strong>")),
+            "{}",
+            page.body
+        );
     });
 }
 
@@ -166,9 +175,17 @@ fn login_cycles_and_logout_flushes<S: Strategy>() {
         assert_ne!(new, old);
         let count = |c: String| {
             let client = client.clone();
-            async move { send(&client, addr, Method::GET, "/count", Some(&c)).await.body }
+            async move {
+                send(&client, addr, Method::GET, "/count", Some(&c))
+                    .await
+                    .body
+            }
         };
-        assert_eq!(count(new.clone()).await, "1", "data kept across the key change");
+        assert_eq!(
+            count(new.clone()).await,
+            "1",
+            "data kept across the key change"
+        );
         assert_eq!(count(old).await, "0", "the pre-login key still works");
         let page = send(&client, addr, Method::GET, "/", Some(&new)).await;
         assert!(page.body.contains("Hello, ann!"), "{}", page.body);
@@ -181,7 +198,14 @@ fn login_cycles_and_logout_flushes<S: Strategy>() {
 /// (2) `N` concurrent requests, each setting its own key through tower-sessions' `Session`:
 /// how many keys the session holds afterwards.
 async fn keys_kept(client: &HttpClient, addr: SocketAddr, prefix: &str) -> usize {
-    let first = send(client, addr, Method::POST, &format!("{prefix}/set?k=k0"), None).await;
+    let first = send(
+        client,
+        addr,
+        Method::POST,
+        &format!("{prefix}/set?k=k0"),
+        None,
+    )
+    .await;
     let cookie = first
         .cookie(&prefix[1..])
         .expect("a new session sets its cookie");
@@ -208,11 +232,7 @@ fn tower_sessions_keys_all_survive<S: Strategy>() {
         // The contrast, measured, not asserted: tower-sessions' `MemoryStore` keeps the last
         // record saved.
         let kept = keys_kept(&client, server.addr, "/mem").await;
-        println!(
-            "MemoryStore ({}): {} of {N} keys lost",
-            S::KIND,
-            N - kept
-        );
+        println!("MemoryStore ({}): {} of {N} keys lost", S::KIND, N - kept);
     });
 }
 
@@ -250,7 +270,10 @@ fn tower_store_contract<S: Strategy>() {
         assert_eq!(now.data.get("x"), Some(&"a".into()));
         assert_eq!(now.data.get("y"), Some(&"b".into()));
         assert_eq!(now.data.get("keep"), Some(&10.into()));
-        assert!(!now.data.contains_key("drop"), "a's removal was undone by b's save");
+        assert!(
+            !now.data.contains_key("drop"),
+            "a's removal was undone by b's save"
+        );
         // Natively visible under the mapped key, without the reserved entry.
         let native = shared.load(Some(key_for(r.id).as_str()));
         assert_eq!(native.get("y"), Some(&"b".into()));

@@ -106,7 +106,7 @@ pub struct Session<
     R = &'a SessionStore<S, B>,
 > {
     store: R,
-    _borrow: PhantomData<(&'a (), fn() -> (S, B))>,
+    _borrow: Marker<'a, S, B>,
     /// The record loaded or last saved; `None` for a session without a key.
     base: Option<Arc<Record>>,
     /// The handle's data; `None` while it equals `base`'s (copy on first write).
@@ -116,6 +116,10 @@ pub struct Session<
     modified: bool,
     accessed: Cell<bool>,
 }
+
+/// Ties the handle to `'a` (the borrowed store's lifetime, when `R` is a borrow) and to `S`
+/// and `B`, without owning either (`fn() -> _`: always `Send + Sync`, covariant).
+type Marker<'a, S, B> = PhantomData<(&'a (), fn() -> (S, B))>;
 
 /// A [`Session`] that owns a reference count on its store instead of borrowing it: `'static`,
 /// so it can live in a request's extensions (see [`SessionStore::load_owned`]).

@@ -52,6 +52,8 @@
 //!
 //! See `docs/session.md` for the design and its consistency guarantees.
 
+#[cfg(feature = "axum")]
+pub mod axum;
 mod error;
 mod handle;
 mod key;
@@ -61,8 +63,6 @@ mod store;
 pub mod strategy;
 #[cfg(feature = "tower-sessions")]
 pub mod tower;
-#[cfg(feature = "axum")]
-pub mod axum;
 
 pub use error::{CreateError, InvalidSessionKey, SaveError, UpdatePanicked};
 pub use handle::{ExpiryArgs, OwnedSession, Session};

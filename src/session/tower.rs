@@ -209,8 +209,7 @@ impl<S: Strategy> TowerStore<S> {
         match hashes {
             Some(hashes) if !whole => {
                 for (k, v) in &record.data {
-                    if k != BASE_KEY
-                        && hashes.get(k).and_then(Value::as_u64) != Some(self.hash(v))
+                    if k != BASE_KEY && hashes.get(k).and_then(Value::as_u64) != Some(self.hash(v))
                     {
                         ops.push(Op::Set(k.clone(), v.clone()));
                     }
@@ -307,9 +306,7 @@ impl<S: Strategy> TowerSessionStore for TowerStore<S> {
         let Some(current) = backend.get(&key) else {
             return Err(backend_error(SaveError::Gone { key }));
         };
-        if policy == ConflictPolicy::Reject
-            && base_version.is_some_and(|v| v != current.version)
-        {
+        if policy == ConflictPolicy::Reject && base_version.is_some_and(|v| v != current.version) {
             return Err(backend_error(SaveError::Conflict {
                 loaded_version: base_version.unwrap_or_default(),
                 current,
