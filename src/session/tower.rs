@@ -4,8 +4,12 @@
 //! [`TowerStore`] implements tower-sessions' `SessionStore` and `ExpiredDeletion`, so an axum
 //! app swaps its store in one line:
 //!
-//! ```ignore
-//! let layer = SessionManagerLayer::new(TowerStore::new(SessionStore::new()));
+//! ```
+//! use tower_sessions::SessionManagerLayer;
+//! use unlocked::session::{SessionStore, tower::TowerStore};
+//!
+//! // Instead of `SessionManagerLayer::new(MemoryStore::default())`:
+//! let layer = SessionManagerLayer::new(TowerStore::<unlocked::LockFree>::new(SessionStore::new()));
 //! ```
 //!
 //! # What is guaranteed through tower-sessions' `Session`
@@ -92,7 +96,7 @@ pub const BASE_KEY: &str = "__unlocked_base";
 /// use tower_sessions_core::{session::{Id, Record}, SessionStore as _};
 /// use unlocked::session::{SessionStore, tower::TowerStore};
 ///
-/// let store = TowerStore::new(SessionStore::new());
+/// let store: TowerStore = TowerStore::new(SessionStore::new());
 /// let mut record = Record { id: Id(7), data: Default::default(), expiry_date: time::OffsetDateTime::now_utc() + time::Duration::hours(1) };
 /// store.create(&mut record).await?;
 ///
