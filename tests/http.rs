@@ -68,6 +68,8 @@ struct Reply {
     status: StatusCode,
     /// `name=value` of every `Set-Cookie`.
     cookies: Vec<String>,
+    /// Every `Set-Cookie`, attributes included.
+    raw_cookies: Vec<String>,
     body: String,
 }
 
@@ -98,16 +100,21 @@ async fn send(
         .await
         .unwrap();
     let status = resp.status();
-    let cookies = resp
+    let raw_cookies: Vec<String> = resp
         .headers()
         .get_all("set-cookie")
         .iter()
-        .map(|v| v.to_str().unwrap().split(';').next().unwrap().to_owned())
+        .map(|v| v.to_str().unwrap().to_owned())
+        .collect();
+    let cookies = raw_cookies
+        .iter()
+        .map(|c| c.split(';').next().unwrap().to_owned())
         .collect();
     let body = resp.into_body().collect().await.unwrap().to_bytes();
     Reply {
         status,
         cookies,
+        raw_cookies,
         body: String::from_utf8(body.to_vec()).unwrap(),
     }
 }
@@ -236,6 +243,87 @@ fn tower_sessions_keys_all_survive<S: Strategy>() {
     });
 }
 
+/// `SessionLayer` on its own: Django's cookie defaults (and the knobs), and a save of a
+/// session logged out meanwhile answers 400 without resurrecting it.
+fn layer_cookie_and_interrupted_save<S: Strategy>() {
+    use axum::Router;
+    use axum::routing::post;
+    use tokio::sync::Notify;
+    use unlocked::session::axum::{RequestSession, SameSite, SessionLayer};
+
+    runtime().block_on(async {
+        let store = Arc::new(SessionStore::<S>::new());
+        let (entered, go) = (Arc::new(Notify::new()), Arc::new(Notify::new()));
+        let (e2, g2) = (Arc::clone(&entered), Arc::clone(&go));
+        let router = Router::new()
+            .route(
+                "/set",
+                post(|s: RequestSession<S>| async move {
+                    s.lock().insert("a", 1);
+                }),
+            )
+            .route(
+                "/slow",
+                post(move |s: RequestSession<S>| async move {
+                    s.lock().insert("b", 2);
+                    e2.notify_one();
+                    g2.notified().await;
+                }),
+            )
+            .route(
+                "/logout",
+                post(|s: RequestSession<S>| async move { s.lock().flush() }),
+            )
+            .layer(
+                SessionLayer::from_arc(Arc::clone(&store))
+                    .cookie_name("sid")
+                    .same_site(SameSite::Strict),
+            );
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let server = tokio::spawn(async move { axum::serve(listener, router).await });
+        let client = client();
+
+        let set = send(&client, addr, Method::POST, "/set", None).await;
+        let raw = &set.raw_cookies[0];
+        for attr in [
+            "sid=",
+            "HttpOnly",
+            "SameSite=Strict",
+            "Secure",
+            "Path=/",
+            "Max-Age=1209600",
+        ] {
+            assert!(raw.contains(attr), "{attr} missing from {raw}");
+        }
+        let cookie = set.cookie("sid").unwrap();
+        assert_eq!(store.len(), 1);
+
+        let slow = {
+            let (client, cookie) = (client.clone(), cookie.clone());
+            tokio::spawn(
+                async move { send(&client, addr, Method::POST, "/slow", Some(&cookie)).await },
+            )
+        };
+        entered.notified().await;
+        let logout = send(&client, addr, Method::POST, "/logout", Some(&cookie)).await;
+        assert!(
+            logout.raw_cookies[0].contains("Max-Age=0"),
+            "{:?}",
+            logout.raw_cookies
+        );
+        go.notify_one();
+        let slow = slow.await.unwrap();
+        assert_eq!(
+            slow.status,
+            StatusCode::BAD_REQUEST,
+            "a logged-out session was saved"
+        );
+        assert!(store.is_empty(), "the session was resurrected");
+        server.abort();
+    });
+}
+
 fn record(id: i128) -> Record {
     Record {
         id: Id(id),
@@ -317,4 +405,5 @@ unlocked::strategy_tests!(
     login_cycles_and_logout_flushes,
     tower_sessions_keys_all_survive,
     tower_store_contract,
+    layer_cookie_and_interrupted_save,
 );
