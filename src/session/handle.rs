@@ -78,8 +78,9 @@ impl ExpiryArgs {
 /// setdefault (when it inserts), clear, flush, cycle_key and set_expiry (except resetting an
 /// expiry that was not set).
 ///
-/// The handle borrows its store and is `Send` but not `Sync`: it belongs to one request. An
-/// async handler may hold it across `.await` (it holds no lock and no epoch guard).
+/// The handle borrows its store (or holds an `Arc` of it: [`OwnedSession`]) and is `Send` but
+/// not `Sync`: it belongs to one request. An async handler may hold it across `.await` (it
+/// holds no lock and no epoch guard).
 ///
 /// ```
 /// use serde_json::json;
