@@ -42,7 +42,9 @@
 //!   counters. Two requests setting one key: the later save wins for that key. Setting a key
 //!   to the value it already had is not seen as a change (equal hashes), and a changed value
 //!   whose hash collides with the old one's (probability 2⁻⁶⁴ per key, with a per-store random
-//!   seed) is missed the same way.
+//!   seed) is missed the same way. A second save in one request (the handler called
+//!   `Session::save` itself) diffs against the same base, so it re-applies the first one's
+//!   changes.
 //! * **Whole-record cases**: a record without the reserved entry (the user called
 //!   `Session::clear`, or removed the entry) replaces the stored data wholly, as a plain
 //!   store would. With [`ConflictPolicy::LastWriterWins`](super::ConflictPolicy) the store
