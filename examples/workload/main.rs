@@ -259,11 +259,15 @@ struct Outcome {
     session_hits_expected: u64,
     /// Sessions whose `hits` differs from the saves that bumped it.
     sessions_wrong: u64,
+    /// Sum over sessions of the difference between `hits` and the saves that bumped it.
+    session_hits_lost: u64,
     /// Sum of every record's `views` after the run, and what it must be.
     model_views_counted: u64,
     model_views_expected: u64,
     /// Records whose `views` differs from the updates that committed on it.
     records_wrong: u64,
+    /// Sum over records of the difference between `views` and the updates committed on it.
+    model_views_lost: u64,
 }
 
 impl Outcome {
@@ -529,12 +533,14 @@ fn run_config<T: Strategy, S: Strategy, M: Strategy>(
         outcome.session_hits_counted += counted;
         outcome.session_hits_expected += expected;
         outcome.sessions_wrong += u64::from(counted != expected);
+        outcome.session_hits_lost += counted.abs_diff(expected);
     }
     for (&pk, &expected) in pks.iter().zip(&total.record_bumps) {
         let counted = models.get(pk).map_or(0, |r| r.views);
         outcome.model_views_counted += counted;
         outcome.model_views_expected += expected;
         outcome.records_wrong += u64::from(counted != expected);
+        outcome.model_views_lost += counted.abs_diff(expected);
     }
     outcome
 }
@@ -690,8 +696,9 @@ fn print_table(outcomes: &[Outcome]) {
         );
     }
     println!(
-        "s.merged: session saves merged onto a concurrent save; m.confl / m.retries: model \
-         updates that met a conflict / extra attempts; lost: lost updates (must be 0)"
+        "s.merged: session saves that met a concurrent save (merged, or with \
+         last-writer-wins, overwrote it); m.confl / m.retries: model updates that met a \
+         conflict / extra attempts; lost: increments missing from the stores (must be 0)"
     );
     println!();
     println!("checks (every count read back from the stores after the run):");
@@ -706,18 +713,20 @@ fn print_table(outcomes: &[Outcome]) {
             o.render_errors,
         );
         println!(
-            "  {:<19} session hits {} == {} saves ({} of {} sessions wrong, {} failed saves)",
+            "  {:<19} session hits {} {} {} saves ({} of {} sessions wrong, {} failed saves)",
             "",
             o.session_hits_counted,
+            eq(o.session_hits_counted, o.session_hits_expected),
             o.session_hits_expected,
             o.sessions_wrong,
             o.session_count,
             o.session_save_errors,
         );
         println!(
-            "  {:<19} model views  {} == {} updates ({} of {} records wrong, {} gave up), {} reads",
+            "  {:<19} model views  {} {} {} updates ({} of {} records wrong, {} gave up), {} reads",
             "",
             o.model_views_counted,
+            eq(o.model_views_counted, o.model_views_expected),
             o.model_views_expected,
             o.records_wrong,
             o.record_count,
@@ -725,6 +734,10 @@ fn print_table(outcomes: &[Outcome]) {
             o.model_reads,
         );
     }
+}
+
+fn eq(a: u64, b: u64) -> &'static str {
+    if a == b { "==" } else { "!=" }
 }
 
 fn main() -> ExitCode {
