@@ -229,31 +229,13 @@ struct Outcome {
     session_count: usize,
     record_count: usize,
     seconds: f64,
-    requests: u64,
     requests_per_second: f64,
     latency_p50_us: f64,
     latency_p99_us: f64,
     latency_max_us: f64,
-    /// Pages rendered that did not show the session's user and the request's record.
-    bad_renders: u64,
-    /// Renders that failed with an error.
-    render_errors: u64,
-    /// Session saves that committed.
-    session_saves: u64,
-    /// Saves that met a newer record (another request saved the session since this one loaded
-    /// it) and were merged onto it.
-    session_merges: u64,
-    /// Saves that failed (none expected).
-    session_save_errors: u64,
-    model_reads: u64,
-    /// `ModelStore::update` calls that committed.
-    model_updates: u64,
-    /// Updates whose first attempt met a conflict.
-    model_conflicts: u64,
-    /// Extra attempts (closure runs beyond the first) over all updates.
-    model_retries: u64,
-    /// Updates that gave up (retry budget exhausted; none expected).
-    model_update_errors: u64,
+    /// What the requests did, summed over the threads.
+    #[serde(flatten)]
+    counts: Counts,
     /// Sum of every session's `hits` after the run, and what it must be.
     session_hits_counted: u64,
     session_hits_expected: u64,
@@ -272,32 +254,60 @@ struct Outcome {
 
 impl Outcome {
     fn lost_updates(&self) -> u64 {
-        self.session_hits_expected
-            .abs_diff(self.session_hits_counted)
-            + self.model_views_expected.abs_diff(self.model_views_counted)
-            + self.sessions_wrong
-            + self.records_wrong
+        self.session_hits_lost + self.model_views_lost
     }
 
     fn failed(&self) -> bool {
-        self.lost_updates() != 0 || self.bad_renders != 0 || self.render_errors != 0
+        self.lost_updates() != 0 || self.counts.bad_renders != 0 || self.counts.render_errors != 0
+    }
+}
+
+/// What requests did; one per thread, summed afterwards.
+#[derive(Serialize, Default, Clone, Copy)]
+struct Counts {
+    requests: u64,
+    /// Pages rendered that did not show the session's user and the request's record.
+    bad_renders: u64,
+    /// Renders that failed with an error.
+    render_errors: u64,
+    /// Session saves that committed.
+    session_saves: u64,
+    /// Saves that met a newer record (another request saved the session since this one loaded
+    /// it) and were merged onto it (with `last-writer-wins`: overwrote it).
+    session_merges: u64,
+    /// Saves that failed (none expected unless the policy is `reject`).
+    session_save_errors: u64,
+    model_reads: u64,
+    /// `ModelStore::update` calls that committed.
+    model_updates: u64,
+    /// Updates whose first attempt met a conflict.
+    model_conflicts: u64,
+    /// Extra attempts (closure runs beyond the first) over all updates.
+    model_retries: u64,
+    /// Updates that gave up (retry budget exhausted; none expected).
+    model_update_errors: u64,
+}
+
+impl Counts {
+    fn add(&mut self, o: &Counts) {
+        self.requests += o.requests;
+        self.bad_renders += o.bad_renders;
+        self.render_errors += o.render_errors;
+        self.session_saves += o.session_saves;
+        self.session_merges += o.session_merges;
+        self.session_save_errors += o.session_save_errors;
+        self.model_reads += o.model_reads;
+        self.model_updates += o.model_updates;
+        self.model_conflicts += o.model_conflicts;
+        self.model_retries += o.model_retries;
+        self.model_update_errors += o.model_update_errors;
     }
 }
 
 /// One worker thread's tallies.
 struct Tally {
     latency: Histogram<u64>,
-    requests: u64,
-    bad_renders: u64,
-    render_errors: u64,
-    session_saves: u64,
-    session_merges: u64,
-    session_save_errors: u64,
-    model_reads: u64,
-    model_updates: u64,
-    model_conflicts: u64,
-    model_retries: u64,
-    model_update_errors: u64,
+    counts: Counts,
     /// Per session: saves that committed a `hits` bump. Per record: updates that committed.
     session_bumps: Vec<u64>,
     record_bumps: Vec<u64>,
@@ -308,17 +318,7 @@ impl Tally {
         Tally {
             // 1 ns to 60 s, 3 significant digits.
             latency: Histogram::new_with_bounds(1, 60_000_000_000, 3).expect("valid bounds"),
-            requests: 0,
-            bad_renders: 0,
-            render_errors: 0,
-            session_saves: 0,
-            session_merges: 0,
-            session_save_errors: 0,
-            model_reads: 0,
-            model_updates: 0,
-            model_conflicts: 0,
-            model_retries: 0,
-            model_update_errors: 0,
+            counts: Counts::default(),
             session_bumps: vec![0; sessions],
             record_bumps: vec![0; records],
         }
@@ -326,17 +326,7 @@ impl Tally {
 
     fn merge(&mut self, other: Tally) {
         self.latency.add(&other.latency).expect("same bounds");
-        self.requests += other.requests;
-        self.bad_renders += other.bad_renders;
-        self.render_errors += other.render_errors;
-        self.session_saves += other.session_saves;
-        self.session_merges += other.session_merges;
-        self.session_save_errors += other.session_save_errors;
-        self.model_reads += other.model_reads;
-        self.model_updates += other.model_updates;
-        self.model_conflicts += other.model_conflicts;
-        self.model_retries += other.model_retries;
-        self.model_update_errors += other.model_update_errors;
+        self.counts.add(&other.counts);
         for (a, b) in self.session_bumps.iter_mut().zip(other.session_bumps) {
             *a += b;
         }
@@ -464,8 +454,8 @@ fn run_config<T: Strategy, S: Strategy, M: Strategy>(
                         );
                         let ns = begin.elapsed().as_nanos() as u64;
                         tally.latency.saturating_record(ns.max(1));
-                        tally.requests += 1;
-                        if tally.requests % 256 == 0 {
+                        tally.counts.requests += 1;
+                        if tally.counts.requests % 256 == 0 {
                             // Relaxed: a progress statistic read by the progress bar only.
                             progress.fetch_add(256, Ordering::Relaxed);
                         }
@@ -507,21 +497,11 @@ fn run_config<T: Strategy, S: Strategy, M: Strategy>(
         session_count: cookies.len(),
         record_count: pks.len(),
         seconds: elapsed.as_secs_f64(),
-        requests: total.requests,
-        requests_per_second: total.requests as f64 / elapsed.as_secs_f64(),
+        requests_per_second: total.counts.requests as f64 / elapsed.as_secs_f64(),
         latency_p50_us: total.latency.value_at_quantile(0.50) as f64 / 1e3,
         latency_p99_us: total.latency.value_at_quantile(0.99) as f64 / 1e3,
         latency_max_us: total.latency.max() as f64 / 1e3,
-        bad_renders: total.bad_renders,
-        render_errors: total.render_errors,
-        session_saves: total.session_saves,
-        session_merges: total.session_merges,
-        session_save_errors: total.session_save_errors,
-        model_reads: total.model_reads,
-        model_updates: total.model_updates,
-        model_conflicts: total.model_conflicts,
-        model_retries: total.model_retries,
-        model_update_errors: total.model_update_errors,
+        counts: total.counts,
         ..Outcome::default()
     };
     for (cookie, &expected) in cookies.iter().zip(&total.session_bumps) {
@@ -600,19 +580,19 @@ fn request<T: Strategy, S: Strategy, M: Strategy>(
             a.views += 1;
         }) {
             Ok(record) => {
-                tally.model_updates += 1;
+                tally.counts.model_updates += 1;
                 tally.record_bumps[r] += 1;
-                tally.model_conflicts += u64::from(attempts > 1);
-                tally.model_retries += attempts.saturating_sub(1);
+                tally.counts.model_conflicts += u64::from(attempts > 1);
+                tally.counts.model_retries += attempts.saturating_sub(1);
                 Some(record)
             }
             Err(_) => {
-                tally.model_update_errors += 1;
+                tally.counts.model_update_errors += 1;
                 models.get(pk)
             }
         }
     } else {
-        tally.model_reads += 1;
+        tally.counts.model_reads += 1;
         models.get(pk)
     };
     let record = record.expect("records are never deleted");
@@ -638,29 +618,29 @@ fn request<T: Strategy, S: Strategy, M: Strategy>(
             out.clear();
             let _ = write!(out, "data-record=\"{pk}\"");
             let record_ok = html.contains(out.as_str());
-            tally.bad_renders += u64::from(!(user_ok && record_ok));
+            tally.counts.bad_renders += u64::from(!(user_ok && record_ok));
         }
-        Err(_) => tally.render_errors += 1,
+        Err(_) => tally.counts.render_errors += 1,
     }
 
     // 4. Count the visit in the session and save it.
     let before = session.loaded_version();
     if session.update("hits", bump).is_err() {
-        tally.session_save_errors += 1;
+        tally.counts.session_save_errors += 1;
         return;
     }
     match session.save() {
         Ok(()) => {
-            tally.session_saves += 1;
+            tally.counts.session_saves += 1;
             tally.session_bumps[s] += 1;
             // A save publishes version + 1 of the record it commits on: a larger jump means
             // other requests saved this session meanwhile and this save was merged onto theirs.
             let after = session.loaded_version();
             if let (Some(b), Some(a)) = (before, after) {
-                tally.session_merges += u64::from(a > b + 1);
+                tally.counts.session_merges += u64::from(a > b + 1);
             }
         }
-        Err(_) => tally.session_save_errors += 1,
+        Err(_) => tally.counts.session_save_errors += 1,
     }
 }
 
@@ -689,9 +669,9 @@ fn print_table(outcomes: &[Outcome]) {
             o.requests_per_second,
             o.latency_p50_us,
             o.latency_p99_us,
-            o.session_merges,
-            o.model_conflicts,
-            o.model_retries,
+            o.counts.session_merges,
+            o.counts.model_conflicts,
+            o.counts.model_retries,
             o.lost_updates()
         );
     }
@@ -707,10 +687,10 @@ fn print_table(outcomes: &[Outcome]) {
             "  {:<19} {}: {} requests, {} pages checked ({} bad, {} errors)",
             o.config,
             if o.failed() { "FAILED" } else { "ok" },
-            o.requests,
-            o.requests - o.render_errors,
-            o.bad_renders,
-            o.render_errors,
+            o.counts.requests,
+            o.counts.requests - o.counts.render_errors,
+            o.counts.bad_renders,
+            o.counts.render_errors,
         );
         println!(
             "  {:<19} session hits {} {} {} saves ({} of {} sessions wrong, {} failed saves)",
@@ -720,7 +700,7 @@ fn print_table(outcomes: &[Outcome]) {
             o.session_hits_expected,
             o.sessions_wrong,
             o.session_count,
-            o.session_save_errors,
+            o.counts.session_save_errors,
         );
         println!(
             "  {:<19} model views  {} {} {} updates ({} of {} records wrong, {} gave up), {} reads",
@@ -730,8 +710,8 @@ fn print_table(outcomes: &[Outcome]) {
             o.model_views_expected,
             o.records_wrong,
             o.record_count,
-            o.model_update_errors,
-            o.model_reads,
+            o.counts.model_update_errors,
+            o.counts.model_reads,
         );
     }
 }
