@@ -676,9 +676,9 @@ fn print_table(outcomes: &[Outcome]) {
         );
     }
     println!(
-        "s.merged: session saves that met a concurrent save (merged, or with \
-         last-writer-wins, overwrote it); m.confl / m.retries: model updates that met a \
-         conflict / extra attempts; lost: increments missing from the stores (must be 0)"
+        "s.merged: session saves that found a newer record and were merged onto it (policy \
+         `merge`); m.confl / m.retries: model updates that met a conflict / extra attempts; \
+         lost: increments missing from the stores (must be 0)"
     );
     println!();
     println!("checks (every count read back from the stores after the run):");
