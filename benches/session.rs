@@ -17,7 +17,7 @@ use std::time::Duration;
 #[path = "common/mod.rs"]
 mod common;
 
-use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
+use criterion::{BenchmarkId, Criterion, criterion_group, criterion_main};
 use papaya::{Compute, Operation};
 use serde_json::{Value, json};
 use time::OffsetDateTime;
@@ -347,7 +347,8 @@ type Papaya = SessionStore<LockFree, PapayaBackend>;
 
 fn group(c: &mut Criterion, workload: &str) {
     let mut g = c.benchmark_group(format!("session/{workload}"));
-    g.throughput(Throughput::Elements(1));
+    // No `Throughput`: with one, criterion plots throughput against the element count
+    // (always 1) instead of time against the thread count, and draws no `lines.svg`.
     for &threads in &THREADS {
         macro_rules! ours {
             ($label:literal, $ty:ty) => {

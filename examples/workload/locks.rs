@@ -1,38 +1,19 @@
-//! The main job: drive the library from several threads and print what was measured.
+//! The five lock levels of `unlocked::lock`, as the first version of this example drove them.
 //!
-//! ```sh
-//! cargo run --release --example workload                 # defaults: every core, 400 ms per case
-//! cargo run --release --example workload -- --threads 4 --millis 1000
-//! ```
-//!
-//! For each lock level, every thread repeatedly takes the level's lock and increments a plain
+//! For each level, every thread repeatedly takes the level's lock and increments a plain
 //! (load, then store) counter under it; afterwards the counter must equal the number of
-//! completed sections, or an increment was lost and the run fails. A last case nests one lock
-//! of every level in order (global → module → class → instance → function) to exercise
-//! reentrancy and the lock-order check together.
+//! completed sections, or an increment was lost. A last case nests one lock of every level in
+//! order (global → module → class → instance → function) to exercise reentrancy and the
+//! lock-order check together.
 
 use std::cell::Cell;
-use std::process::ExitCode;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Barrier};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use clap::Parser;
+use serde::Serialize;
 use unlocked::lock::{self, InstanceLock, Level, Lock};
-
-#[derive(Parser, Debug)]
-#[command(
-    about = "Drive unlocked's lock API from several threads and report throughput and contention"
-)]
-struct Args {
-    /// Worker threads (default: the machine's cores).
-    #[arg(long)]
-    threads: Option<usize>,
-    /// How long each case runs, in milliseconds.
-    #[arg(long, default_value_t = 400)]
-    millis: u64,
-}
 
 struct Article;
 
@@ -45,13 +26,21 @@ enum Case {
     Nested,
 }
 
-struct Outcome {
-    name: String,
-    sections: u64,
-    counted: u64,
-    elapsed: Duration,
-    contended: u64,
-    waited: Duration,
+/// What one lock case measured.
+#[derive(Serialize)]
+pub struct Outcome {
+    /// The lock level (or the nested case).
+    pub name: String,
+    /// Critical sections completed.
+    pub sections: u64,
+    /// What the counter guarded by the lock reads afterwards (must equal `sections`).
+    pub counted: u64,
+    /// Wall time of the case.
+    pub elapsed: Duration,
+    /// Acquisitions that found the lock held.
+    pub contended: u64,
+    /// Time spent waiting for it.
+    pub waited: Duration,
 }
 
 fn keyed(level: Level) -> &'static Lock {
@@ -156,38 +145,34 @@ fn run_case(case: Case, threads: usize, duration: Duration) -> Outcome {
     }
 }
 
-fn main() -> ExitCode {
-    let args = Args::parse();
-    let threads = args
-        .threads
-        .unwrap_or_else(|| thread::available_parallelism().map_or(2, |n| n.get()))
-        .max(1);
-    let duration = Duration::from_millis(args.millis);
+/// Runs every lock case for `duration` each on `threads` threads, prints a table and returns
+/// the outcomes and whether any increment was lost.
+pub fn run(threads: usize, duration: Duration) -> (Vec<Outcome>, bool) {
     println!(
-        "unlocked workload: lock API, {threads} threads, {} ms per case, lock-order check {}",
-        args.millis,
+        "lock levels: {threads} threads, {} ms per case, lock-order check {}",
+        duration.as_millis(),
         if lock::order_check_enabled() {
             "on"
         } else {
             "off"
         }
     );
-    println!();
     println!(
-        "{:<26} {:>12} {:>10} {:>10} {:>8} {:>12} {:>22}",
+        "{:<24} {:>11} {:>8} {:>10} {:>7} {:>11} {:>20}",
         "case", "sections", "M/s", "contended", "share", "waited", "lost increments"
     );
     let mut failed = false;
+    let mut outcomes = Vec::new();
     let cases = Level::ALL
         .into_iter()
         .map(Case::Level)
         .chain([Case::Nested]);
     for case in cases {
         let o = run_case(case, threads, duration);
-        let lost = o.sections as i128 - o.counted as i128;
+        let lost = i128::from(o.sections) - i128::from(o.counted);
         failed |= lost != 0;
         println!(
-            "{:<26} {:>12} {:>10.2} {:>10} {:>7.1}% {:>12.1?} {:>22}",
+            "{:<24} {:>11} {:>8.2} {:>10} {:>6.1}% {:>11.1?} {:>20}",
             o.name,
             o.sections,
             o.sections as f64 / o.elapsed.as_secs_f64() / 1e6,
@@ -200,21 +185,11 @@ fn main() -> ExitCode {
                 format!("{lost} LOST")
             }
         );
+        outcomes.push(o);
     }
-    println!();
     println!("hottest locks (lock::report):");
-    print!(
-        "{}",
-        lock::report()
-            .hottest(5)
-            .iter()
-            .fold(String::new(), |s, e| s + &format!("  {e}\n"))
-    );
-    if failed {
-        eprintln!("FAILED: increments were lost");
-        ExitCode::FAILURE
-    } else {
-        println!("\nall counts exact: no increment lost");
-        ExitCode::SUCCESS
+    for entry in lock::report().hottest(3) {
+        println!("  {entry}");
     }
+    (outcomes, failed)
 }

@@ -1,0 +1,20 @@
+#!/usr/bin/env bash
+# Benches as a check: a broken bench (panic, failed expect, wrong count) fails CI.
+#   1. every criterion bench runs each benchmark once (`-- --test`),
+#   2. benches/track.rs runs in criterion's quick mode, so the log shows each component's hot
+#      operation in both strategies,
+#   3. the workload example runs briefly and verifies its counts (lost updates exit non-zero).
+# All three reuse the bench profile's build (`cargo bench --no-run` in .ci/run builds it).
+# Runs locally the same way: bash ci/bench-quick.sh
+set -euo pipefail
+cd "$(dirname "$0")/.."
+export CARGO_TERM_COLOR=never
+
+start=$SECONDS
+echo "--- every bench once (cargo bench --benches -- --test)"
+cargo bench --benches -- --test
+echo "--- track bench, quick mode"
+cargo bench --bench track -- --quick --noplot
+echo "--- workload example, 0.5 s per configuration"
+cargo run --profile bench --example workload -- --seconds 0.5 --lock-millis 100
+echo "--- bench-quick.sh took $((SECONDS - start)) s"
