@@ -52,6 +52,7 @@
 //!
 //! See `docs/session.md` for the design and its consistency guarantees.
 
+mod codec;
 mod error;
 mod handle;
 mod key;
@@ -60,7 +61,11 @@ mod store;
 #[doc(hidden)]
 pub mod strategy;
 
-pub use error::{CreateError, InvalidSessionKey, SaveError, UpdatePanicked};
+pub use codec::{DEFAULT_MAX_ENCODED_LEN, SessionCodec};
+pub use error::{
+    CreateError, DecodeError, EncodeError, ImportError, InvalidSessionKey, SaveError,
+    UpdatePanicked,
+};
 pub use handle::{ExpiryArgs, Session};
 pub use key::{KEY_CHARS, KEY_LEN, MIN_KEY_LEN, SessionKey};
 pub use record::{ConflictPolicy, Expiry, Record, SessionData};
