@@ -10,5 +10,6 @@ export RUSTDOCFLAGS="-Zsanitizer=thread"
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-target}/tsan"
 export TSAN_OPTIONS="${TSAN_OPTIONS:-halt_on_error=1}"
 start=$SECONDS
-cargo +nightly test -Zbuild-std --target x86_64-unknown-linux-gnu --lib --test lock ${TSAN_TESTS:-}
+cargo +nightly test -Zbuild-std --target x86_64-unknown-linux-gnu --lib \
+  --test lock --test session_stress --test model_stress --test template_stress ${TSAN_TESTS:-}
 echo "tsan: passed in $((SECONDS - start)) s"

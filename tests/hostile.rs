@@ -25,6 +25,11 @@ use unlocked::template::{
 };
 use unlocked::{Strategy, StrategyKind};
 
+/// Length of the "very long" inputs (scaled down under miri, which runs ~1000x slower).
+const LONG: usize = if cfg!(miri) { 1_000 } else { 100_000 };
+/// Nesting depth of the deeply nested inputs (serde_json's recursion limit is 128).
+const DEEP: usize = if cfg!(miri) { 300 } else { 10_000 };
+
 fn quiet_panics() {
     // The panics below are expected; keep the test output readable.
     static ONCE: std::sync::Once = std::sync::Once::new();
@@ -73,8 +78,8 @@ fn hostile_names() -> Vec<String> {
     .iter()
     .map(|s| s.to_string())
     .collect();
-    v.push("a/".repeat(5_000) + "page.html");
-    v.push("x".repeat(100_000));
+    v.push("a/".repeat(LONG / 20) + "page.html");
+    v.push("x".repeat(LONG));
     v.push("../".repeat(64) + "etc/passwd");
     v
 }
@@ -127,7 +132,7 @@ fn hostile_keys(real: &str) -> Vec<String> {
         "0".repeat(KEY_LEN - 1),
         "0".repeat(KEY_LEN + 1),
         "0".repeat(KEY_LEN),
-        "a".repeat(100_000),
+        "a".repeat(LONG),
         "é".repeat(KEY_LEN),
         "é".repeat(KEY_LEN / 2),
         "\0".repeat(KEY_LEN),
@@ -181,11 +186,11 @@ fn hostile_session_keys_give_fresh_sessions<S: Strategy>() {
 // ------------------------------------------------------------------------ session data
 
 fn corrupt_inputs() -> Vec<(&'static str, Vec<u8>)> {
-    let mut nested = "[".repeat(10_000);
-    nested.push_str(&"]".repeat(10_000));
+    let mut nested = "[".repeat(DEEP);
+    nested.push_str(&"]".repeat(DEEP));
     let mut deep_object = String::from("{\"a\":");
-    deep_object.push_str(&"{\"a\":".repeat(5_000));
-    deep_object.push_str(&"}".repeat(5_001));
+    deep_object.push_str(&"{\"a\":".repeat(DEEP / 2));
+    deep_object.push_str(&"}".repeat(DEEP / 2 + 1));
     vec![
         ("empty", Vec::new()),
         ("truncated", br#"{"user_id": 4"#.to_vec()),

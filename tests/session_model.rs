@@ -154,7 +154,8 @@ fn run<S: Strategy>(steps: &[Step]) -> Result<(), TestCaseError> {
                     s.set_expiry(Expiry::Seconds(-1));
                 }
                 if *save {
-                    s.save().map_err(|e| TestCaseError::fail(format!("step {i}: {e}")))?;
+                    s.save()
+                        .map_err(|e| TestCaseError::fail(format!("step {i}: {e}")))?;
                     let k = s.session_key().unwrap().to_string();
                     if key.as_ref() != Some(&k) {
                         prop_assert!(!model.records.contains_key(&k), "key reused");
