@@ -245,7 +245,7 @@ fn handle_op<S: Strategy>(
         SOp::UpdatePanics(_, k) => {
             let r = sess
                 .update(DATA_KEYS[k], |_| panic!("hostile update"))
-                .map(|v| v.clone())
+                .cloned()
                 .map_err(|e| (e.key.clone(), e.message.clone()));
             format!("update panics {r:?} after {:?}", sess.get(DATA_KEYS[k]))
         }
