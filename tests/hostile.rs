@@ -16,8 +16,8 @@ use serde_json::{Value, json};
 use unlocked::lock::{self, Guarded, InstanceLock};
 use unlocked::model::{Model, ModelStore, UpdateError};
 use unlocked::session::{
-    DecodeError, EncodeError, ImportError, KEY_LEN, SaveError, SessionCodec, SessionData,
-    SessionStore,
+    DecodeError, EncodeError, Expiry, ExpiryArgs, ImportError, KEY_LEN, SaveError, SessionCodec,
+    SessionData, SessionStore,
 };
 use unlocked::template::{
     Engine, FileSystemLoader, GetError, LoadError, MiniJinja, MiniJinjaGeneration,
@@ -181,6 +181,46 @@ fn hostile_session_keys_give_fresh_sessions<S: Strategy>() {
     assert!(std::sync::Arc::ptr_eq(&before, &after));
     assert_eq!(after.data().get("user_id"), Some(&json!(7)));
     assert_eq!(store.len(), 1);
+}
+
+/// Expiry values at the ends of the range (an application passing a user's "remember me for N
+/// days" through, or a misconfigured default age) must not panic on save or in the expiry
+/// arithmetic: far dates saturate at the largest (smallest) representable instant.
+fn extreme_expiry_values_do_not_panic<S: Strategy>() {
+    let now = time::OffsetDateTime::now_utc;
+    for age in [i64::MAX, i64::MIN, i64::MAX / 2, -(1 << 40)] {
+        let store: SessionStore<S> = SessionStore::builder()
+            .default_age(time::Duration::seconds(age))
+            .build();
+        for e in [
+            Expiry::Seconds(i64::MAX),
+            Expiry::Seconds(i64::MIN),
+            Expiry::Seconds(1 << 40),
+            Expiry::At(time::PrimitiveDateTime::MAX.assume_utc()),
+            Expiry::At(time::PrimitiveDateTime::MIN.assume_utc()),
+        ] {
+            // Created with the default age (saturated).
+            let mut s = store.load(None);
+            s.insert("k", 1);
+            s.save().unwrap();
+            let key = s.session_key().unwrap().to_string();
+            let live = s.get_expiry_date(ExpiryArgs::new()) > now();
+            assert_eq!(store.exists(&key), live, "default age {age}");
+            let _ = s.get_expiry_age(ExpiryArgs::new());
+            // Then given an extreme expiry.
+            s.set_expiry(e);
+            let _ = s.get_expiry_age(ExpiryArgs::new());
+            match s.save() {
+                Ok(()) => {
+                    let live = s.get_expiry_date(ExpiryArgs::new()) > now();
+                    assert_eq!(store.exists(&key), live, "{age} {e:?}");
+                }
+                // Documented: a session that expired since it was loaded is not resurrected.
+                Err(SaveError::Gone { .. }) => assert!(!live, "{age} {e:?}"),
+                Err(other) => panic!("{age} {e:?}: {other}"),
+            }
+        }
+    }
 }
 
 // ------------------------------------------------------------------------ session data
@@ -536,6 +576,7 @@ fn a_panicking_model_update_changes_nothing<S: Strategy>() {
 unlocked::strategy_tests!(
     template_names_are_confined,
     hostile_session_keys_give_fresh_sessions,
+    extreme_expiry_values_do_not_panic,
     corrupt_session_data_is_a_typed_error,
     oversized_session_data_is_refused,
     import_respects_the_session_bound,
