@@ -198,6 +198,8 @@ fn extreme_expiry_values_do_not_panic<S: Strategy>() {
             Expiry::Seconds(1 << 40),
             Expiry::At(time::PrimitiveDateTime::MAX.assume_utc()),
             Expiry::At(time::PrimitiveDateTime::MIN.assume_utc()),
+            Expiry::after(time::Duration::MAX),
+            Expiry::after(time::Duration::MIN),
         ] {
             // Created with the default age (saturated).
             let mut s = store.load(None);

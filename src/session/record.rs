@@ -53,8 +53,9 @@ impl Expiry {
     }
 
     /// Django's `timedelta` form: an instant `delta` from now (computed now, as Django does).
+    /// Saturates at the largest (smallest) representable instant instead of overflowing.
     pub fn after(delta: Duration) -> Expiry {
-        Expiry::At(OffsetDateTime::now_utc() + delta)
+        Expiry::At(OffsetDateTime::now_utc().saturating_add(delta))
     }
 
     /// `true` for [`AtBrowserClose`](Expiry::AtBrowserClose) and `Seconds(0)` (Django's
