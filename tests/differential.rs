@@ -9,6 +9,7 @@
 
 #![cfg(not(miri))]
 
+mod common_proptest;
 mod common_template;
 
 use std::sync::Arc;
@@ -21,19 +22,6 @@ use unlocked::model::{UpdateError, Versioned};
 use unlocked::session::{ConflictPolicy, Expiry, SaveError, Session, SessionStore};
 use unlocked::template::{FileSystemLoader, GetError, LoadError, TemplateCache};
 use unlocked::{Blocking, LockFree, Strategy};
-
-/// Cases per component: `PROPTEST_CASES` if set, else a few (the default `cargo test`).
-fn config() -> ProptestConfig {
-    let cases = std::env::var("PROPTEST_CASES")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(64);
-    ProptestConfig {
-        cases,
-        failure_persistence: None,
-        ..ProptestConfig::default()
-    }
-}
 
 // ---------------------------------------------------------------------------------------------
 // Session store
@@ -563,7 +551,7 @@ fn template_step<S: Strategy>(
 }
 
 proptest! {
-    #![proptest_config(config())]
+    #![proptest_config(common_proptest::config(64))]
 
     #[test]
     fn session_store_strategies_agree(

@@ -7,6 +7,8 @@
 
 #![cfg(not(miri))]
 
+mod common_proptest;
+
 use std::collections::HashMap;
 
 use proptest::prelude::*;
@@ -190,20 +192,8 @@ fn run<S: Strategy>(steps: &[Step]) -> Result<(), TestCaseError> {
     Ok(())
 }
 
-fn config() -> ProptestConfig {
-    let cases = std::env::var("PROPTEST_CASES")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(2_000);
-    ProptestConfig {
-        cases,
-        failure_persistence: None,
-        ..ProptestConfig::default()
-    }
-}
-
 proptest! {
-    #![proptest_config(config())]
+    #![proptest_config(common_proptest::config(2000))]
 
     #[test]
     #[ignore = "long run: bash ci/session-model.sh"]
