@@ -1,7 +1,7 @@
 //! A long random-operation run of the session store against a plain `HashMap` model.
 //!
 //! Ignored by default: `bash ci/session-model.sh` runs it (release mode, a time limit, and
-//! `PROPTEST_CASES`, default 2 000 sequences of up to 200 requests each, for both
+//! `PROPTEST_CASES`, default 50 000 sequences of up to 200 requests each, for both
 //! strategies). Each step is a whole request (load by cookie, changes, maybe save) or a
 //! store call; after every step every session the model knows is compared with the store.
 
@@ -193,7 +193,7 @@ fn run<S: Strategy>(steps: &[Step]) -> Result<(), TestCaseError> {
 }
 
 proptest! {
-    #![proptest_config(common_proptest::config(2000))]
+    #![proptest_config(common_proptest::config(50_000))]
 
     #[test]
     #[ignore = "long run: bash ci/session-model.sh"]
