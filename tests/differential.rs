@@ -54,6 +54,8 @@ enum SOp {
     Exists(usize),
     ClearExpired,
     Len,
+    /// `store.import` of valid or corrupt bytes, its key into a slot.
+    Import(usize, bool),
 }
 
 fn session_op() -> impl proptest::strategy::Strategy<Value = SOp> {
@@ -79,6 +81,7 @@ fn session_op() -> impl proptest::strategy::Strategy<Value = SOp> {
         1 => s.prop_map(SOp::Exists),
         1 => Just(SOp::ClearExpired),
         1 => Just(SOp::Len),
+        1 => (0..SLOTS, any::<bool>()).prop_map(|(s, ok)| SOp::Import(s, ok)),
     ]
 }
 
@@ -182,6 +185,24 @@ fn run_session<S: Strategy>(policy: u8, max: Option<usize>, ops: &[SOp]) -> Vec<
             ),
             SOp::ClearExpired => format!("swept {}", store.clear_expired()),
             SOp::Len => format!("len {}", store.len()),
+            SOp::Import(s, ok) => {
+                let bytes: &[u8] = if *ok {
+                    br#"{"a": 7, "b": [1]}"#
+                } else {
+                    b"{\"a\": 7"
+                };
+                match store.import(bytes) {
+                    Ok(sess) => {
+                        slots[*s] = sess.session_key().map(|k| k.to_string());
+                        format!(
+                            "imported v{:?} a={:?}",
+                            sess.loaded_version(),
+                            sess.get("a")
+                        )
+                    }
+                    Err(e) => format!("import error {e:?}"),
+                }
+            }
             op => {
                 let (SOp::Get(h, _)
                 | SOp::Insert(h, ..)
