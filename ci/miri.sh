@@ -21,5 +21,5 @@ start=$SECONDS
 cargo +nightly miri setup
 tests=${MIRI_TESTS:---lib --test lock --test strategy --test session --test model --test template --test hostile}
 # shellcheck disable=SC2086
-cargo +nightly miri test $tests -- --test-threads=2
+cargo +nightly miri test $tests
 echo "miri: passed in $((SECONDS - start)) s"
