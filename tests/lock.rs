@@ -431,7 +431,10 @@ fn instance_locks_are_distinct_and_leave_nothing_behind() {
         .iter()
         .filter(|e| e.key == "tests::Churn")
         .count();
-    assert_eq!(left, 1, "{CHURN} dropped instance locks left {left} entries");
+    assert_eq!(
+        left, 1,
+        "{CHURN} dropped instance locks left {left} entries"
+    );
     let churn = report
         .entries
         .iter()
