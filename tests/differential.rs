@@ -5,7 +5,7 @@
 //! slot of the test's own table they belong to), never as strings.
 //!
 //! `cargo test` runs a few cases per component; the full run sets `PROPTEST_CASES` (CI runs
-//! `bash ci/differential.sh`: 10 000 cases per component, release mode).
+//! `bash ci/differential.sh`: 10 000 cases per component, optimized).
 
 #![cfg(not(miri))]
 

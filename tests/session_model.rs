@@ -1,6 +1,6 @@
 //! A long random-operation run of the session store against a plain `HashMap` model.
 //!
-//! Ignored by default: `bash ci/session-model.sh` runs it (release mode, a time limit, and
+//! Ignored by default: `bash ci/session-model.sh` runs it (optimized, a time limit, and
 //! `PROPTEST_CASES`, default 50 000 sequences of up to 200 requests each, for both
 //! strategies). Each step is a whole request (load by cookie, changes, maybe save) or a
 //! store call; after every step every session the model knows is compared with the store.
