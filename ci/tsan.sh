@@ -8,7 +8,9 @@ source ci/nightly.sh
 export RUSTFLAGS="-Zsanitizer=thread --cfg unlocked_tsan"
 export RUSTDOCFLAGS="-Zsanitizer=thread"
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-target}/tsan"
-export TSAN_OPTIONS="${TSAN_OPTIONS:-halt_on_error=1}"
+# Suppressions: false positives in dependencies only, each with its reason (ci/tsan.supp).
+export TSAN_OPTIONS="${TSAN_OPTIONS:-halt_on_error=1 suppressions=$PWD/ci/tsan.supp}"
 start=$SECONDS
-cargo +nightly test -Zbuild-std --target x86_64-unknown-linux-gnu --lib --test lock ${TSAN_TESTS:-}
+cargo +nightly test -Zbuild-std --target x86_64-unknown-linux-gnu --lib \
+  --test lock --test session_stress --test model_stress --test template_stress ${TSAN_TESTS:-}
 echo "tsan: passed in $((SECONDS - start)) s"

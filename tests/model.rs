@@ -285,7 +285,7 @@ fn delete_checks_the_version<S: Strategy>() {
 
 fn delete_races_have_one_winner<S: Strategy>() {
     let store = Arc::new(store::<S>());
-    for _ in 0..50 {
+    for _ in 0..if cfg!(miri) { 2 } else { 50 } {
         let rec = store.insert(account("a", 0));
         let barrier = Arc::new(Barrier::new(3));
         let deleters: Vec<_> = (0..2)
@@ -559,7 +559,7 @@ fn populate_then_look_up_without_a_lock<S: Strategy>() {
 }
 
 fn populate_races_run_once<S: Strategy>() {
-    for _ in 0..10 {
+    for _ in 0..if cfg!(miri) { 1 } else { 10 } {
         let apps = Arc::new(Apps::new());
         let store: Arc<ModelStore<Article, S>> = Arc::new(ModelStore::new());
         let runs = Arc::new(AtomicUsize::new(0));

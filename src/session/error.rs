@@ -186,3 +186,119 @@ impl From<UpdatePanicked> for SaveError {
         SaveError::UpdatePanicked(e)
     }
 }
+
+/// Encoding session data failed; the data is untouched.
+///
+/// Returned by [`SessionCodec::encode`](super::SessionCodec::encode).
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum EncodeError {
+    /// The encoding is longer than the codec's limit.
+    TooLarge {
+        /// The encoded length, in bytes.
+        len: usize,
+        /// The limit, in bytes.
+        limit: usize,
+    },
+}
+
+impl fmt::Display for EncodeError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            EncodeError::TooLarge { len, limit } => write!(
+                f,
+                "encoded session data is {len} bytes, over the limit of {limit}; store less \
+                 in the session or raise the limit (`SessionStoreBuilder::max_encoded_len`)"
+            ),
+        }
+    }
+}
+
+impl Error for EncodeError {}
+
+/// Decoding session data failed; nothing was stored.
+///
+/// Returned by [`SessionCodec::decode`](super::SessionCodec::decode) and inside
+/// [`ImportError::Decode`].
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum DecodeError {
+    /// The input is longer than the codec's limit (checked before parsing).
+    TooLarge {
+        /// The input length, in bytes.
+        len: usize,
+        /// The limit, in bytes.
+        limit: usize,
+    },
+    /// The input is not JSON (or not UTF-8).
+    Malformed {
+        /// The line of the first error (1-based; 0 at end of input).
+        line: usize,
+        /// The column of the first error (1-based).
+        column: usize,
+        /// The parser's message.
+        message: String,
+    },
+    /// The input is JSON but not an object.
+    NotAnObject {
+        /// What it is instead ("an array", "null", ...).
+        found: &'static str,
+    },
+}
+
+impl fmt::Display for DecodeError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            DecodeError::TooLarge { len, limit } => write!(
+                f,
+                "session data of {len} bytes is over the limit of {limit}; it was not parsed \
+                 (raise `SessionStoreBuilder::max_encoded_len` if such sessions are legitimate)"
+            ),
+            DecodeError::Malformed {
+                line,
+                column,
+                message,
+            } => write!(
+                f,
+                "session data is not valid JSON (line {line}, column {column}: {message}); it \
+                 is corrupt or was not made by `SessionCodec::encode`"
+            ),
+            DecodeError::NotAnObject { found } => write!(
+                f,
+                "session data is {found}, not a JSON object of key/value pairs"
+            ),
+        }
+    }
+}
+
+impl Error for DecodeError {}
+
+/// Importing encoded session data failed; nothing was stored.
+///
+/// Returned by [`SessionStore::import`](super::SessionStore::import).
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum ImportError {
+    /// The bytes did not decode.
+    Decode(DecodeError),
+    /// Creating the session failed (the store is at its bound).
+    Create(CreateError),
+}
+
+impl fmt::Display for ImportError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ImportError::Decode(e) => write!(f, "{e}"),
+            ImportError::Create(e) => write!(f, "{e}"),
+        }
+    }
+}
+
+impl Error for ImportError {
+    fn source(&self) -> Option<&(dyn Error + 'static)> {
+        match self {
+            ImportError::Decode(e) => Some(e),
+            ImportError::Create(e) => Some(e),
+        }
+    }
+}

@@ -54,6 +54,7 @@
 
 #[cfg(feature = "axum")]
 pub mod axum;
+mod codec;
 mod error;
 mod handle;
 mod key;
@@ -64,7 +65,11 @@ pub mod strategy;
 #[cfg(feature = "tower-sessions")]
 pub mod tower;
 
-pub use error::{CreateError, InvalidSessionKey, SaveError, UpdatePanicked};
+pub use codec::{DEFAULT_MAX_ENCODED_LEN, SessionCodec};
+pub use error::{
+    CreateError, DecodeError, EncodeError, ImportError, InvalidSessionKey, SaveError,
+    UpdatePanicked,
+};
 pub use handle::{ExpiryArgs, OwnedSession, Session};
 pub use key::{KEY_CHARS, KEY_LEN, MIN_KEY_LEN, SessionKey};
 pub use record::{ConflictPolicy, Expiry, Record, SessionData};

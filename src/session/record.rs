@@ -53,8 +53,9 @@ impl Expiry {
     }
 
     /// Django's `timedelta` form: an instant `delta` from now (computed now, as Django does).
+    /// Saturates at the largest (smallest) representable instant instead of overflowing.
     pub fn after(delta: Duration) -> Expiry {
-        Expiry::At(OffsetDateTime::now_utc() + delta)
+        Expiry::At(OffsetDateTime::now_utc().saturating_add(delta))
     }
 
     /// `true` for [`AtBrowserClose`](Expiry::AtBrowserClose) and `Seconds(0)` (Django's
@@ -86,7 +87,9 @@ pub(crate) fn expiry_age(
     }
 }
 
-/// Django's `get_expiry_date`.
+/// Django's `get_expiry_date`. Saturates at the largest (smallest) representable instant, so an
+/// extreme age (`Expiry::Seconds(i64::MAX)`, a huge default age) means "never" ("already")
+/// instead of an overflow panic.
 pub(crate) fn expiry_date(
     expiry: Option<Expiry>,
     modification: OffsetDateTime,
@@ -94,8 +97,8 @@ pub(crate) fn expiry_date(
 ) -> OffsetDateTime {
     match expiry {
         Some(Expiry::At(at)) => at,
-        Some(Expiry::Seconds(s)) if s != 0 => modification + Duration::seconds(s),
-        _ => modification + Duration::seconds(default_age),
+        Some(Expiry::Seconds(s)) if s != 0 => modification.saturating_add(Duration::seconds(s)),
+        _ => modification.saturating_add(Duration::seconds(default_age)),
     }
 }
 

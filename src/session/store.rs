@@ -6,7 +6,8 @@ use std::sync::Arc;
 
 use time::{Duration, OffsetDateTime};
 
-use super::error::CreateError;
+use super::codec::SessionCodec;
+use super::error::{CreateError, ImportError};
 use super::handle::Session;
 use super::key::SessionKey;
 use super::record::{ConflictPolicy, Expiry, Record, SessionData, expiry_date};
@@ -66,6 +67,7 @@ struct Config {
     max_sessions: Option<usize>,
     policy: ConflictPolicy,
     expire_at_browser_close: bool,
+    codec: SessionCodec,
 }
 
 impl Default for Config {
@@ -75,6 +77,7 @@ impl Default for Config {
             max_sessions: None,
             policy: ConflictPolicy::default(),
             expire_at_browser_close: false,
+            codec: SessionCodec::new(),
         }
     }
 }
@@ -127,6 +130,15 @@ impl<S: Strategy> SessionStoreBuilder<S> {
     /// [`Session::get_expire_at_browser_close`] answers for a session without custom expiry.
     pub fn expire_at_browser_close(mut self, yes: bool) -> Self {
         self.config.expire_at_browser_close = yes;
+        self
+    }
+
+    /// The limit on encoded session data for [`SessionStore::codec`] and
+    /// [`SessionStore::import`], in bytes (default
+    /// [`DEFAULT_MAX_ENCODED_LEN`](super::DEFAULT_MAX_ENCODED_LEN), 1 MiB). Larger input is
+    /// refused with a typed error before it is parsed.
+    pub fn max_encoded_len(mut self, bytes: usize) -> Self {
+        self.config.codec = self.config.codec.with_max_len(bytes);
         self
     }
 
@@ -204,6 +216,48 @@ impl<S: Strategy, B: Backend> SessionStore<S, B> {
         let mut session = Session::new(self, Some(record));
         session.set_modified(true);
         Ok(session)
+    }
+
+    /// The codec for this store's session data, with its configured size limit
+    /// ([`SessionStoreBuilder::max_encoded_len`]): encode a record's
+    /// [`data`](Record::data) to persist it elsewhere.
+    pub fn codec(&self) -> SessionCodec {
+        self.config.codec
+    }
+
+    /// Creates a session under a new key from encoded data (made by
+    /// [`SessionCodec::encode`], or any JSON object): a migration from another session
+    /// backend, or data restored from a database. The key is always fresh: the input never
+    /// chooses one.
+    ///
+    /// ```
+    /// use serde_json::json;
+    /// use unlocked::session::{ImportError, SessionStore};
+    ///
+    /// let store: SessionStore = SessionStore::new();
+    /// let session = store.import(br#"{"cart": [1, 2]}"#)?;
+    /// assert_eq!(session.get("cart"), Some(&json!([1, 2])));
+    /// assert!(matches!(store.import(b"{not json"), Err(ImportError::Decode(_))));
+    /// assert_eq!(store.len(), 1);
+    /// # Ok::<(), ImportError>(())
+    /// ```
+    ///
+    /// # Errors
+    ///
+    /// [`ImportError::Decode`] if the bytes are oversized or corrupt,
+    /// [`ImportError::Create`] at the [`max_sessions`](SessionStoreBuilder::max_sessions)
+    /// bound; nothing is stored either way.
+    pub fn import(&self, bytes: &[u8]) -> Result<Session<'_, S, B>, ImportError> {
+        let data = self
+            .config
+            .codec
+            .decode(bytes)
+            .map_err(ImportError::Decode)?;
+        let now = OffsetDateTime::now_utc();
+        let record = self
+            .insert_new(data, None, now, false)
+            .map_err(ImportError::Create)?;
+        Ok(Session::new(self, Some(record)))
     }
 
     /// The stored record under `key`, unless absent, expired or `key` is malformed.

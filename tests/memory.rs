@@ -1,0 +1,81 @@
+//! Memory check: a long create / expire / sweep churn of the session store keeps resident
+//! memory bounded, so removed records (and, with `LockFree`, the map's retired nodes) are really
+//! freed. Its own test binary, so no other test's allocations move the figures.
+//!
+//! Each cycle stores `PER_CYCLE` sessions of about 4 KiB of data, all already expired, and
+//! sweeps them. Without reclamation a run would keep `CYCLES * PER_CYCLE` records
+//! (40 000 × about 5 KiB ≈ 200 MiB; measured: 168 MiB of growth after warm-up); the bound on
+//! growth after warm-up is 64 MiB, and a working store grows by a few KiB. Set `UNLOCKED_MEMORY_LEAK=1` to leak every record on purpose
+//! (a `mem::forget` of each saved handle, which holds its record) and see the check fail.
+//! Linux only (reads `/proc/self/statm`); elsewhere it does nothing.
+
+#![cfg(all(target_os = "linux", not(miri)))]
+
+use std::sync::Mutex;
+
+use serde_json::json;
+use unlocked::Strategy;
+use unlocked::session::{Expiry, SessionStore};
+
+const CYCLES: usize = 20;
+const PER_CYCLE: usize = 2_000;
+const WARM_UP: usize = 3;
+const BOUND: usize = 64 << 20;
+
+/// The two strategies run one after the other: RSS is per process.
+static SERIAL: Mutex<()> = Mutex::new(());
+
+fn rss_bytes() -> usize {
+    let statm = std::fs::read_to_string("/proc/self/statm").unwrap();
+    let pages: usize = statm.split_whitespace().nth(1).unwrap().parse().unwrap();
+    // The page size on Linux x86_64 and aarch64 defaults.
+    pages * 4096
+}
+
+fn churn_keeps_memory_bounded<S: Strategy>() {
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let leak = std::env::var_os("UNLOCKED_MEMORY_LEAK").is_some();
+    let store: SessionStore<S> = SessionStore::new();
+    let payload = json!("x".repeat(4096));
+    let mut after_warm_up = 0;
+    let mut peak = 0;
+    for cycle in 0..CYCLES {
+        for i in 0..PER_CYCLE {
+            let mut s = store.load(None);
+            s.insert("payload", payload.clone());
+            s.insert("i", i);
+            s.set_expiry(Expiry::Seconds(-1));
+            s.save().unwrap();
+            if leak {
+                // Deliberately keep every record alive (the handle holds a reference to the
+                // record it saved): what a reclamation bug would do.
+                std::mem::forget(s);
+            }
+        }
+        assert_eq!(store.clear_expired(), PER_CYCLE, "cycle {cycle}");
+        assert!(store.is_empty());
+        let rss = rss_bytes();
+        if cycle + 1 == WARM_UP {
+            after_warm_up = rss;
+        }
+        peak = peak.max(rss);
+    }
+    let growth = rss_bytes().saturating_sub(after_warm_up);
+    eprintln!(
+        "{:?}: RSS after warm-up {} KiB, peak {} KiB, growth {} KiB over {} cycles of {} sessions",
+        S::KIND,
+        after_warm_up >> 10,
+        peak >> 10,
+        growth >> 10,
+        CYCLES - WARM_UP,
+        PER_CYCLE
+    );
+    assert!(
+        growth < BOUND,
+        "RSS grew by {} MiB after warm-up (bound {} MiB): records are not being freed",
+        growth >> 20,
+        BOUND >> 20
+    );
+}
+
+unlocked::strategy_tests!(churn_keeps_memory_bounded);
