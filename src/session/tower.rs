@@ -329,9 +329,14 @@ impl<S: Strategy> TowerSessionStore for TowerStore<S> {
                 expiry,
                 log: &log,
                 // Conflicts past this point are other saves that landed after `current` was
-                // read: merge onto them (the log is this request's changes, or the whole
-                // record under `LastWriterWins`).
-                policy: ConflictPolicy::MergeChangedKeys,
+                // read: `Reject` refuses them too (so it holds even when the race falls between
+                // the check above and the swap); otherwise merge onto them (the log is this
+                // request's changes, or the whole record under `LastWriterWins`).
+                policy: if policy == ConflictPolicy::Reject {
+                    policy
+                } else {
+                    ConflictPolicy::MergeChangedKeys
+                },
                 now: OffsetDateTime::now_utc(),
                 default_age: self.store.default_age_secs(),
             },
