@@ -1,7 +1,6 @@
 //! Session store throughput: load only; load + modify + save; create/delete churn; at 1, 2 and 4
-//! threads, for the lock-free store on flurry (the shipped back end), the same store on papaya
-//! (the alternative back end, plugged in through the hidden `Backend` trait), the `Blocking`
-//! store, tower-sessions 0.15's `MemoryStore` driven as its users drive it (async calls on a
+//! threads, for the lock-free store (papaya), the `Blocking` store, a versioned store on
+//! flurry written here (the previous lock-free design, as a peer), tower-sessions 0.15's `MemoryStore` driven as its users drive it (async calls on a
 //! runtime, whole records cloned in and out), and a plain `RwLock<HashMap>` of whole records.
 //!
 //! Each measurement spawns N threads, waits on a barrier, and times the wall clock until all
@@ -18,75 +17,104 @@ use std::time::Duration;
 mod common;
 
 use criterion::{BenchmarkId, Criterion, criterion_group, criterion_main};
-use papaya::{Compute, Operation};
 use serde_json::{Value, json};
 use time::OffsetDateTime;
 use tower_sessions::session::{Id, Record as TowerRecord};
 use tower_sessions::{MemoryStore, SessionStore as _};
-use unlocked::session::strategy::{Backend, CasFailure};
-use unlocked::session::{Record, SessionKey, SessionStore};
+use unlocked::session::SessionStore;
 use unlocked::{Blocking, LockFree};
 
 const SESSIONS: usize = 64;
 const THREADS: [usize; 3] = [1, 2, 4];
 
-/// The alternative map: papaya 0.2, same versioned-record protocol (compare-and-swap by record
-/// identity through `compute`).
+/// A peer through its own code: flurry 0.5 (the previous lock-free session map) holding
+/// versioned records whose save is a compare-and-swap by version under the bin lock
+/// (`compute_if_present`), the data map copied on every save.
 #[derive(Default)]
-struct PapayaBackend {
-    map: papaya::HashMap<SessionKey, Arc<Record>, foldhash::fast::RandomState>,
+struct FlurryStore {
+    map: flurry::HashMap<u128, Arc<(u64, HashMap<String, Value>)>, foldhash::fast::RandomState>,
 }
 
-impl Backend for PapayaBackend {
-    fn get(&self, key: &SessionKey) -> Option<Arc<Record>> {
-        self.map.pin().get(key).cloned()
-    }
-
-    fn insert_if_absent(&self, record: Arc<Record>) -> bool {
-        self.map.pin().try_insert(record.key(), record).is_ok()
-    }
-
-    fn compare_and_swap(
-        &self,
-        expected: &Arc<Record>,
-        new: Arc<Record>,
-    ) -> Result<(), (CasFailure, Arc<Record>)> {
+impl FlurryStore {
+    fn seeded(&self) -> Vec<u128> {
         let map = self.map.pin();
-        let result = map.compute(expected.key(), |entry| match entry {
-            Some((_, cur)) if Arc::ptr_eq(cur, expected) => Operation::Insert(Arc::clone(&new)),
-            Some((_, cur)) => Operation::Abort(Some(Arc::clone(cur))),
-            None => Operation::Abort(None),
-        });
-        match result {
-            Compute::Updated { .. } | Compute::Inserted(..) | Compute::Removed(..) => Ok(()),
-            Compute::Aborted(Some(cur)) => Err((CasFailure::Changed(cur), new)),
-            Compute::Aborted(None) => Err((CasFailure::Absent, new)),
+        for i in 0..SESSIONS as u128 {
+            map.insert(i, Arc::new((1, seed_data().into_iter().collect())));
         }
+        (0..SESSIONS as u128).collect()
     }
 
-    fn remove(&self, key: &SessionKey) -> Option<Arc<Record>> {
-        self.map.pin().remove(key).cloned()
+    fn load(&self, id: u128) -> Arc<(u64, HashMap<String, Value>)> {
+        self.map.pin().get(&id).cloned().unwrap()
     }
 
-    fn remove_if(&self, expected: &Arc<Record>) -> bool {
-        let map = self.map.pin();
-        let result = map.compute(expected.key(), |entry| match entry {
-            Some((_, cur)) if Arc::ptr_eq(cur, expected) => Operation::Remove,
-            _ => Operation::<Arc<Record>, ()>::Abort(()),
+    /// Saves `data` if the record is still at `version`; `false` on a conflict.
+    fn save(&self, id: u128, version: u64, data: HashMap<String, Value>) -> bool {
+        let mut data = Some(data);
+        let mut saved = false;
+        self.map.pin().compute_if_present(&id, |_, cur| {
+            if cur.0 == version {
+                saved = true;
+                Some(Arc::new((version + 1, data.take().unwrap_or_default())))
+            } else {
+                Some(Arc::clone(cur))
+            }
         });
-        matches!(result, Compute::Removed(..))
+        saved
     }
+}
 
-    fn sweep(&self, now: OffsetDateTime) -> usize {
-        let expired: Vec<_> = self
-            .map
-            .pin()
-            .values()
-            .filter(|r| r.is_expired_at(now))
-            .cloned()
-            .collect();
-        expired.iter().filter(|r| self.remove_if(r)).count()
-    }
+fn flurry_load(threads: usize, iters: u64) -> Duration {
+    let store = FlurryStore::default();
+    let ids = store.seeded();
+    measure(threads, iters, &|t| {
+        let (ids, store) = (&ids, &store);
+        move |n| {
+            for i in 0..n as usize {
+                let rec = store.load(ids[(t * 7 + i) % SESSIONS]);
+                black_box(rec.1.get("_auth_user_id"));
+            }
+        }
+    })
+}
+
+fn flurry_modify(threads: usize, iters: u64) -> Duration {
+    let store = FlurryStore::default();
+    let ids = store.seeded();
+    measure(threads, iters, &|t| {
+        let (ids, store) = (&ids, &store);
+        let key = format!("seen_by_{t}");
+        move |n| {
+            for i in 0..n as usize {
+                let id = ids[(t * 7 + i) % SESSIONS];
+                loop {
+                    let rec = store.load(id);
+                    black_box(rec.1.get("_auth_user_id"));
+                    let mut data = rec.1.clone();
+                    data.insert(key.clone(), json!(i));
+                    if store.save(id, rec.0, data) {
+                        break;
+                    }
+                }
+            }
+        }
+    })
+}
+
+fn flurry_churn(threads: usize, iters: u64) -> Duration {
+    let store = FlurryStore::default();
+    measure(threads, iters, &|t| {
+        let store = &store;
+        let mut next = (t as u128) << 64;
+        move |n| {
+            for _ in 0..n {
+                next += 1;
+                let data = [("_auth_user_id".to_string(), json!("42"))].into_iter().collect();
+                let _ = store.map.pin().try_insert(next, Arc::new((1, data)));
+                store.map.pin().remove(&next);
+            }
+        }
+    })
 }
 
 /// The data every session starts with (same for every store).
@@ -112,7 +140,7 @@ fn measure<W: FnMut(u64)>(
 }
 
 /// Our store, for any back end: cookies of the pre-made sessions.
-fn seeded<S: unlocked::Strategy, B: Backend>(store: &SessionStore<S, B>) -> Vec<String> {
+fn seeded<S: unlocked::Strategy>(store: &SessionStore<S>) -> Vec<String> {
     (0..SESSIONS)
         .map(|_| {
             let mut s = store.load(None);
@@ -125,8 +153,8 @@ fn seeded<S: unlocked::Strategy, B: Backend>(store: &SessionStore<S, B>) -> Vec<
         .collect()
 }
 
-fn ours_load<S: unlocked::Strategy, B: Backend>(
-    store: &SessionStore<S, B>,
+fn ours_load<S: unlocked::Strategy>(
+    store: &SessionStore<S>,
     threads: usize,
     iters: u64,
 ) -> Duration {
@@ -142,8 +170,8 @@ fn ours_load<S: unlocked::Strategy, B: Backend>(
     })
 }
 
-fn ours_modify<S: unlocked::Strategy, B: Backend>(
-    store: &SessionStore<S, B>,
+fn ours_modify<S: unlocked::Strategy>(
+    store: &SessionStore<S>,
     threads: usize,
     iters: u64,
 ) -> Duration {
@@ -162,8 +190,8 @@ fn ours_modify<S: unlocked::Strategy, B: Backend>(
     })
 }
 
-fn ours_churn<S: unlocked::Strategy, B: Backend>(
-    store: &SessionStore<S, B>,
+fn ours_churn<S: unlocked::Strategy>(
+    store: &SessionStore<S>,
     threads: usize,
     iters: u64,
 ) -> Duration {
@@ -343,8 +371,6 @@ fn rw_churn(threads: usize, iters: u64) -> Duration {
     })
 }
 
-type Papaya = SessionStore<LockFree, PapayaBackend>;
-
 fn group(c: &mut Criterion, workload: &str) {
     let mut g = c.benchmark_group(format!("session/{workload}"));
     // No `Throughput`: with one, criterion plots throughput against the element count
@@ -368,9 +394,19 @@ fn group(c: &mut Criterion, workload: &str) {
                 );
             };
         }
-        ours!("flurry", SessionStore<LockFree>);
-        ours!("papaya", Papaya);
+        ours!("lock-free", SessionStore<LockFree>);
         ours!("blocking", SessionStore<Blocking>);
+        g.bench_with_input(
+            BenchmarkId::new("flurry-versioned", threads),
+            &threads,
+            |b, &threads| {
+                b.iter_custom(|iters| match workload {
+                    "load" => flurry_load(threads, iters),
+                    "load_modify_save" => flurry_modify(threads, iters),
+                    _ => flurry_churn(threads, iters),
+                })
+            },
+        );
         g.bench_with_input(
             BenchmarkId::new("tower-memory-store", threads),
             &threads,

@@ -40,8 +40,8 @@ mod sealed {
 pub trait Strategy:
     sealed::Sealed
     + crate::template::strategy::TemplateStrategy
-    + crate::session::strategy::SessionStrategy
-    + crate::model::strategy::ModelStrategy
+    + crate::session::backend::SessionStrategy
+    + crate::model::backend::ModelStrategy
     + Copy
     + Default
     + fmt::Debug

@@ -292,16 +292,16 @@ fn oversized_session_data_is_refused<S: Strategy>() {
 
     // Exactly at the limit: accepted. One byte over: refused, before parsing.
     let mut data = SessionData::new();
-    data.insert("k".into(), json!(""));
+    data.insert("k", json!(""));
     let base = codec.encode(&data).unwrap().len();
-    data.insert("k".into(), json!("x".repeat(LIMIT - base)));
+    data.insert("k", json!("x".repeat(LIMIT - base)));
     let at_limit = codec.encode(&data).unwrap();
     assert_eq!(at_limit.len(), LIMIT);
     assert_eq!(codec.decode(&at_limit).unwrap(), data);
     let s = store.import(&at_limit).unwrap();
     let key = s.session_key().unwrap().to_string();
 
-    data.insert("k".into(), json!("x".repeat(LIMIT - base + 1)));
+    data.insert("k", json!("x".repeat(LIMIT - base + 1)));
     assert_eq!(
         codec.encode(&data),
         Err(EncodeError::TooLarge {

@@ -190,7 +190,7 @@ fn update_does_not_rerun_for_unrelated_commits<S: Strategy>() {
 
 fn update_gives_up_when_the_budget_runs_out<S: Strategy>() {
     let store: ModelStore<Account, S> = ModelStore::builder().retry_budget(3).build();
-    assert_eq!(store.retry_budget(), 3);
+    assert_eq!(store.retry_budget(), Some(3));
     let pk = store.insert(account("a", 0)).pk();
     let mut runs = 0;
     let err = store

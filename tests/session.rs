@@ -83,7 +83,8 @@ fn flags_follow_django<S: Strategy>() {
     assert!(s.modified(), "setdefault that inserts modifies");
 
     let mut s = store.load(Some(&cookie));
-    assert_eq!(s.insert("a", json!(5)), Some(json!(1)));
+    s.insert("a", json!(5));
+    assert_eq!(s.get("a"), Some(&json!(5)));
     assert!(s.accessed() && s.modified(), "set accesses and modifies");
 
     let mut s = store.load(Some(&cookie));
@@ -539,7 +540,10 @@ fn update_panics_are_typed<S: Strategy>() {
 }
 
 fn bound_on_live_sessions<S: Strategy>() {
-    let store = SessionStore::<S>::builder().max_sessions(2).build();
+    let store = SessionStore::<S>::builder()
+        .max_sessions(2)
+        .full_sweep_interval(Duration::ZERO)
+        .build();
     let a = saved(&store, &[]);
     let _b = saved(&store, &[]);
     match store.create() {
@@ -569,7 +573,64 @@ fn bound_on_live_sessions<S: Strategy>() {
     store.create().unwrap();
 }
 
+/// At the bound, a flood of creates sweeps at most once per interval: expired sessions found
+/// by the first full create make room; later ones fail at once (no sweep each) until the
+/// interval has passed or `clear_expired` runs.
+fn floods_at_the_bound_sweep_once_per_interval<S: Strategy>() {
+    let store = SessionStore::<S>::builder()
+        .max_sessions(3)
+        .full_sweep_interval(Duration::hours(1))
+        .build();
+    let keys: Vec<String> = (0..3).map(|_| saved(&store, &[])).collect();
+    let expire = |key: &str| {
+        let mut s = store.load(Some(key));
+        s.set_expiry(Expiry::Seconds(-5));
+        s.save().unwrap();
+    };
+    expire(&keys[0]);
+    // The first create at the bound sweeps (the interval starts at the epoch).
+    store.create().expect("the sweep made room");
+    assert!(!store.exists(&keys[0]) && store.len() == 3);
+    expire(&keys[1]);
+    for _ in 0..100 {
+        assert!(
+            matches!(store.create(), Err(CreateError::Full { limit: 3 })),
+            "no sweep within the interval"
+        );
+    }
+    assert_eq!(store.len(), 3, "the expired record is still counted");
+    assert_eq!(store.clear_expired(), 1, "an explicit sweep always runs");
+    store.create().expect("room after the explicit sweep");
+    assert_eq!(store.len(), 3);
+}
+
+/// A save refused by a panic (here the lock-order check, where it is on: a `Blocking` store's
+/// module lock taken under an instance lock) leaves the live count exact: the reserved slot of
+/// the bound is given back, so the store does not fill up with nothing stored.
+fn refused_create_keeps_the_count<S: Strategy>() {
+    let store = SessionStore::<S>::builder().max_sessions(1).build();
+    unlocked::lock::set_order_check(true);
+    let instance = unlocked::lock::InstanceLock::new(());
+    let outcome = {
+        let _held = instance.lock();
+        std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            let mut s = store.load(None);
+            s.insert("k", 1);
+            s.save().is_ok()
+        }))
+    };
+    let stored = outcome.unwrap_or(false);
+    assert_eq!(store.len(), usize::from(stored), "the count matches what is stored");
+    if !stored {
+        // The refused create gave its slot back: the bound of 1 still admits one session.
+        store.create().expect("the refused save left its slot free");
+        assert_eq!(store.len(), 1);
+    }
+}
+
 unlocked::strategy_tests!(
+    floods_at_the_bound_sweep_once_per_interval,
+    refused_create_keeps_the_count,
     handles_are_send_stores_are_sync,
     flags_follow_django,
     expiry_arithmetic,

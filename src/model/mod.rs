@@ -43,18 +43,17 @@
 //! out of `.await` points and closures short. [`Apps::populate`] blocks concurrent callers
 //! until the first one finishes: call it at startup.
 
+pub(crate) mod backend;
 mod error;
 mod registry;
 mod store;
-#[doc(hidden)]
-pub mod strategy;
 
 use std::fmt;
 use std::ops::{Deref, DerefMut};
 
 pub use error::{CommitError, DeleteError, LookupError, PopulateError, SaveError, UpdateError};
 pub use registry::{AppConfig, Apps, ModelMeta, Populated, Registrar};
-pub use store::{DEFAULT_RETRY_BUDGET, ModelSnapshot, ModelStore, ModelStoreBuilder};
+pub use store::{ModelSnapshot, ModelStore, ModelStoreBuilder, Pinned};
 
 /// A model type: plain data with an app label and a name, like a Django model class.
 ///

@@ -7,25 +7,29 @@ use std::marker::PhantomData;
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::Arc;
 
-use crossbeam::utils::Backoff;
-
+use super::backend::{Backend, ModelStrategy};
 use super::error::{CommitError, DeleteError, SaveError, UpdateError};
-use super::strategy::{Backend, ModelStrategy};
 use super::{Draft, Model, Versioned};
+use crate::sync::escalate::{Attempt, Progress};
 use crate::{LockFree, Strategy};
 
-/// How many times [`ModelStore::update`] runs its closure by default before giving up.
-pub const DEFAULT_RETRY_BUDGET: u32 = 1024;
+/// The back end of a store of `M` under strategy `S`.
+type BackendOf<M, S> = <S as ModelStrategy>::Backend<M>;
 
 /// The records of one model type, each with a version, committed optimistically.
 ///
 /// * Reads ([`get`](Self::get), [`snapshot`](Self::snapshot), [`filter`](Self::filter)) return
 ///   records as `Arc<`[`Versioned`]`<M>>`: the value with its primary key and version. Under
 ///   [`LockFree`] they take no lock (they wait only while a multi-record commit installs).
+///   [`pin`](Self::pin) reads records borrowed for the pin's lifetime instead, without
+///   touching a reference count.
 /// * Writes are validated against the version read: [`save`](Self::save) commits a
 ///   [`Draft`] only if the record still has the version the draft was made from,
 ///   [`update`](Self::update) retries a closure until it commits, [`commit`](Self::commit) and
-///   [`update_many`](Self::update_many) change several records all-or-nothing.
+///   [`update_many`](Self::update_many) change several records all-or-nothing. Under
+///   [`LockFree`] a write that keeps losing races escalates to a lock that other writers of
+///   the same records respect, so it always finishes; contention never makes a write fail
+///   unless you set a [retry budget](ModelStoreBuilder::retry_budget).
 ///
 /// Each record sits in its own cell, replaced by one compare-and-swap per commit; a
 /// multi-record commit is never seen half-done, neither by [`get`](Self::get) nor by a
@@ -65,38 +69,64 @@ pub const DEFAULT_RETRY_BUDGET: u32 = 1024;
 /// assert_eq!((updated.balance, updated.version()), (111, 3));
 /// ```
 pub struct ModelStore<M: Model, S: Strategy = LockFree> {
-    backend: <S as ModelStrategy>::Backend<M>,
-    retry_budget: u32,
+    backend: BackendOf<M, S>,
+    progress: Progress,
     _strategy: PhantomData<S>,
 }
 
 /// Configures a [`ModelStore`].
+///
+/// ```
+/// use unlocked::model::{Model, ModelStore};
+/// # #[derive(Clone, Debug)] struct Hit { n: u64 }
+/// # impl Model for Hit { const APP_LABEL: &'static str = "app"; const NAME: &'static str = "Hit"; }
+/// let store: ModelStore<Hit> = ModelStore::builder()
+///     .escalate_after(2)    // take the record's lock after two lost races
+///     .retry_budget(100)    // and give up after 100 attempts in all
+///     .build();
+/// assert_eq!(store.retry_budget(), Some(100));
+/// ```
 #[derive(Clone, Debug)]
-#[non_exhaustive]
+#[must_use]
 pub struct ModelStoreBuilder<M: Model, S: Strategy = LockFree> {
-    retry_budget: u32,
+    progress: Progress,
     _types: PhantomData<fn() -> (M, S)>,
 }
 
 impl<M: Model, S: Strategy> Default for ModelStoreBuilder<M, S> {
     fn default() -> Self {
         Self {
-            retry_budget: DEFAULT_RETRY_BUDGET,
+            progress: Progress::default(),
             _types: PhantomData,
         }
     }
 }
 
 impl<M: Model, S: Strategy> ModelStoreBuilder<M, S> {
-    /// How many times [`update`](ModelStore::update) and
-    /// [`update_many`](ModelStore::update_many) may run their closure before they give up with
-    /// [`UpdateError::RetriesExhausted`] (default [`DEFAULT_RETRY_BUDGET`]; at least 1).
+    /// Makes [`update`](ModelStore::update) and [`update_many`](ModelStore::update_many) give
+    /// up with [`UpdateError::RetriesExhausted`] after running their closure `attempts` times
+    /// (at least 1). Default: no budget: they retry until they commit, which they always do
+    /// (see [`escalate_after`](Self::escalate_after)).
     ///
     /// Only conflicts cost an attempt: a commit to *other* records never makes an update
-    /// retry. A small budget surfaces contention early (the
-    /// caller decides what to do); a large one makes hot records slow but rarely fails.
+    /// retry. Set a budget to surface contention to the caller instead of waiting it out.
     pub fn retry_budget(mut self, attempts: u32) -> Self {
-        self.retry_budget = attempts.max(1);
+        self.progress.budget = Some(attempts.max(1));
+        self
+    }
+
+    /// Under [`LockFree`]: how many optimistic attempts a write makes before it *escalates*
+    /// (default 4): it then takes the store's escalation lock and flags its records, so
+    /// other writers of those records queue behind it instead of racing, and it finishes
+    /// after losing at most one race per other thread. Readers are never affected.
+    ///
+    /// Lower values hand hot records to the lock sooner (less work thrown away by lost
+    /// races, more lock traffic); higher values stay optimistic longer (best when conflicts
+    /// are rare and short). `0` always takes the lock: a per-record-group mutex. Under
+    /// [`Blocking`](crate::Blocking) writers already hold the class lock and this has no
+    /// effect.
+    pub fn escalate_after(mut self, attempts: u32) -> Self {
+        self.progress.escalate_after = attempts;
         self
     }
 
@@ -104,11 +134,18 @@ impl<M: Model, S: Strategy> ModelStoreBuilder<M, S> {
     pub fn build(self) -> ModelStore<M, S> {
         ModelStore {
             backend: Backend::new(),
-            retry_budget: self.retry_budget,
+            progress: self.progress,
             _strategy: PhantomData,
         }
     }
 }
+
+/// How a single-attempt write (`save`, `delete`, `commit`) proceeds: it queues behind an
+/// escalated writer of its records, and otherwise runs once.
+const ONCE: Progress = Progress {
+    escalate_after: 1,
+    budget: None,
+};
 
 impl<M: Model, S: Strategy> Default for ModelStore<M, S> {
     fn default() -> Self {
@@ -122,7 +159,8 @@ impl<M: Model, S: Strategy> fmt::Debug for ModelStore<M, S> {
             .field("model", &format_args!("{}.{}", M::APP_LABEL, M::NAME))
             .field("strategy", &S::KIND)
             .field("len", &self.len())
-            .field("retry_budget", &self.retry_budget)
+            .field("retry_budget", &self.progress.budget)
+            .field("escalate_after", &self.progress.escalate_after)
             .finish()
     }
 }
@@ -164,20 +202,67 @@ impl<M: Model, S: Strategy> ModelStore<M, S> {
         ModelStoreBuilder::default()
     }
 
-    /// The retry budget of [`update`](Self::update) (see
+    /// The retry budget of [`update`](Self::update), if one was set (see
     /// [`ModelStoreBuilder::retry_budget`]).
-    pub fn retry_budget(&self) -> u32 {
-        self.retry_budget
+    pub fn retry_budget(&self) -> Option<u32> {
+        self.progress.budget
+    }
+
+    /// After how many lost races a write escalates (see
+    /// [`ModelStoreBuilder::escalate_after`]; default 4).
+    pub fn escalate_after(&self) -> u32 {
+        self.progress.escalate_after
     }
 
     /// The record with primary key `pk`, with its version.
     ///
-    /// Under [`LockFree`]: no lock, no hashing (keys index an array): one load of the record's
-    /// cell, bracketed by two loads of the store's commit sequence; it waits (spinning, then
-    /// yielding) only while a multi-record commit is installing its records. Under
-    /// [`Blocking`](crate::Blocking): takes the model's class lock for the lookup.
+    /// Under [`LockFree`]: no lock, no hashing (keys index an array): an epoch pin, one load
+    /// of the record's cell bracketed by two loads of the store's commit sequence, and one
+    /// reference count increment (use [`pin`](Self::pin) to read without it); it waits
+    /// (spinning, then yielding) only while a multi-record commit is installing its records.
+    /// Under [`Blocking`](crate::Blocking): takes the model's class lock for the lookup.
     pub fn get(&self, pk: u64) -> Option<Arc<Versioned<M>>> {
         self.backend.get(pk)
+    }
+
+    /// Starts a series of reads that borrow records instead of counting references to them
+    /// (papaya's `pin()` style): [`Pinned::get`] returns `&Versioned<M>` valid as long as the
+    /// pin.
+    ///
+    /// Under [`LockFree`] a read through the pin writes nothing shared at all: the pin is an
+    /// epoch guard (records replaced meanwhile are freed only after it is dropped), so
+    /// keep it short-lived: a long-lived pin holds back memory reclamation for every
+    /// store. It is tied to its thread (`!Send`): do not hold it across an `.await`. Under
+    /// [`Blocking`](crate::Blocking) the pin keeps a reference count of each record it
+    /// returned.
+    ///
+    /// ```
+    /// use unlocked::model::{Model, ModelStore};
+    /// # #[derive(Clone, Debug)] struct Article { title: String, views: u64 }
+    /// # impl Model for Article { const APP_LABEL: &'static str = "blog"; const NAME: &'static str = "Article"; }
+    /// let store: ModelStore<Article> = ModelStore::new();
+    /// let pk = store.insert(Article { title: "Hello".into(), views: 0 }).pk();
+    /// let pin = store.pin();
+    /// let article = pin.get(pk).unwrap();
+    /// store.update(pk, |a| a.views += 1).unwrap(); // a writer does not disturb the pinned read
+    /// assert_eq!((article.title.as_str(), article.views), ("Hello", 0));
+    /// assert_eq!(pin.get(pk).unwrap().views, 1);
+    /// ```
+    ///
+    /// ```compile_fail
+    /// # use unlocked::model::{Model, ModelStore};
+    /// # #[derive(Clone, Debug)] struct A;
+    /// # impl Model for A { const APP_LABEL: &'static str = "a"; const NAME: &'static str = "A"; }
+    /// let store: ModelStore<A> = ModelStore::new();
+    /// let pin = store.pin();
+    /// std::thread::scope(|s| { s.spawn(move || drop(pin)); }); // a pin is tied to its thread
+    /// ```
+    pub fn pin(&self) -> Pinned<'_, M, S> {
+        Pinned {
+            store: self,
+            pin: self.backend.pin(),
+            _not_send: PhantomData,
+        }
     }
 
     /// Whether a record with primary key `pk` exists now.
@@ -247,7 +332,10 @@ impl<M: Model, S: Strategy> ModelStore<M, S> {
             version: read_version + 1,
             value: draft.value,
         });
-        match self.backend.replace(pk, read_version, Some(record.clone())) {
+        let outcome = self.backend.write(&[pk], ONCE, || {
+            Attempt::Done(self.backend.replace(pk, read_version, Some(record.clone())))
+        });
+        match outcome.unwrap_or_else(|_| unreachable!("no budget")) {
             Ok(_) => Ok(record),
             Err(Some(current)) => Err(SaveError::Conflict {
                 rejected: reclaim(record, read_version),
@@ -260,60 +348,65 @@ impl<M: Model, S: Strategy> ModelStore<M, S> {
     }
 
     /// Applies `change` to a copy of the current value of record `pk` and commits it; if
-    /// another commit changed the record meanwhile, backs off (crossbeam's `Backoff`) and runs
-    /// `change` again on the newer value, up to the store's retry budget.
+    /// another commit changed the record meanwhile, runs `change` again on the newer value.
     ///
-    /// Alters data. `change` may run several times: keep side effects out of it. Under
-    /// [`Blocking`](crate::Blocking) it runs while holding the model's class lock.
+    /// Alters data. `change` may run several times: keep side effects out of it, and do not
+    /// write to this or another store from inside it (under [`LockFree`] an escalated
+    /// update runs it holding the store's escalation lock; under
+    /// [`Blocking`](crate::Blocking) it runs holding the model's class lock).
+    ///
+    /// Under [`LockFree`], after a few lost races
+    /// ([`ModelStoreBuilder::escalate_after`]) the update takes the store's escalation lock
+    /// and flags the record, so other writers of it queue instead of racing: it commits after
+    /// at most one more lost race per other thread. Reads never wait for it.
     ///
     /// # Errors
     ///
-    /// [`UpdateError::NotFound`] if there is no such record, [`UpdateError::RetriesExhausted`]
-    /// if the budget ran out, [`UpdateError::Panicked`] if `change` panicked (the panic is
-    /// caught and the stored record is untouched).
+    /// [`UpdateError::NotFound`] if there is no such record, [`UpdateError::Panicked`] if
+    /// `change` panicked (the panic is caught and the stored record is untouched), and
+    /// [`UpdateError::RetriesExhausted`] only if a
+    /// [retry budget](ModelStoreBuilder::retry_budget) is set and ran out.
     pub fn update(
         &self,
         pk: u64,
         mut change: impl FnMut(&mut M),
     ) -> Result<Arc<Versioned<M>>, UpdateError<M>> {
         // `update_many` for one key, without its vectors.
-        let budget = self.retry_budget;
         self.backend.alters_data(|| {
-            let backoff = Backoff::new();
-            let mut attempts = 0_u32;
-            loop {
+            let outcome = self.backend.write(&[pk], self.progress, || {
                 let Some(current) = self.backend.get(pk) else {
-                    return Err(UpdateError::NotFound { pk });
+                    return Attempt::Done(Err(UpdateError::NotFound { pk }));
                 };
-                if attempts >= budget {
-                    return Err(UpdateError::RetriesExhausted { attempts, current });
-                }
-                if attempts > 0 {
-                    backoff.snooze();
-                }
-                attempts += 1;
                 let mut value = current.value.clone();
                 // The closure works on a copy: if it panics, nothing stored has been touched.
                 if let Err(payload) = catch_unwind(AssertUnwindSafe(|| change(&mut value))) {
-                    return Err(UpdateError::Panicked {
+                    return Attempt::Done(Err(UpdateError::Panicked {
                         pk,
                         message: panic_message(&*payload),
-                    });
+                    }));
                 }
                 let record = Arc::new(Versioned {
                     pk,
                     version: current.version + 1,
                     value,
                 });
-                if self
+                match self
                     .backend
                     .replace(pk, current.version, Some(record.clone()))
-                    .is_ok()
                 {
-                    return Ok(record);
+                    Ok(_) => Attempt::Done(Ok(record)),
+                    Err(None) => Attempt::Done(Err(UpdateError::NotFound { pk })),
+                    // A conflict: another commit changed the record; read it again.
+                    Err(Some(_)) => Attempt::Conflict,
                 }
-                // A conflict: another commit changed the record; read it again.
-            }
+            });
+            outcome.unwrap_or_else(|exhausted| match self.backend.get(pk) {
+                Some(current) => Err(UpdateError::RetriesExhausted {
+                    attempts: exhausted.attempts,
+                    current,
+                }),
+                None => Err(UpdateError::NotFound { pk }),
+            })
         })
     }
 
@@ -352,35 +445,22 @@ impl<M: Model, S: Strategy> ModelStore<M, S> {
                 return Err(UpdateError::DuplicatePk { pk });
             }
         }
-        let budget = self.retry_budget;
         self.backend.alters_data(|| {
-            let backoff = Backoff::new();
-            let mut attempts = 0_u32;
-            loop {
+            let outcome = self.backend.write(pks, self.progress, || {
                 let mut current = Vec::with_capacity(pks.len());
                 for &pk in pks {
                     match self.backend.get(pk) {
                         Some(record) => current.push(record),
-                        None => return Err(UpdateError::NotFound { pk }),
+                        None => return Attempt::Done(Err(UpdateError::NotFound { pk })),
                     }
                 }
-                if attempts >= budget {
-                    return Err(UpdateError::RetriesExhausted {
-                        attempts,
-                        current: current.swap_remove(0),
-                    });
-                }
-                if attempts > 0 {
-                    backoff.snooze();
-                }
-                attempts += 1;
                 let mut values: Vec<M> = current.iter().map(|r| r.value.clone()).collect();
                 // The closure works on copies: if it panics, nothing stored has been touched.
                 if let Err(payload) = catch_unwind(AssertUnwindSafe(|| change(&mut values))) {
-                    return Err(UpdateError::Panicked {
+                    return Attempt::Done(Err(UpdateError::Panicked {
                         pk: pks[0],
                         message: panic_message(&*payload),
-                    });
+                    }));
                 }
                 let records: Vec<(u64, Arc<Versioned<M>>)> = values
                     .into_iter()
@@ -398,14 +478,28 @@ impl<M: Model, S: Strategy> ModelStore<M, S> {
                     [(read, record)] => self
                         .backend
                         .replace(record.pk, *read, Some(record.clone()))
-                        .is_ok(),
-                    _ => self.backend.replace_all(&records).is_ok(),
+                        .map(drop)
+                        .map_err(|current| (0, current)),
+                    _ => self.backend.replace_all(&records),
                 };
-                if committed {
-                    return Ok(records.into_iter().map(|(_, record)| record).collect());
+                match committed {
+                    Ok(()) => Attempt::Done(Ok(records
+                        .into_iter()
+                        .map(|(_, record)| record)
+                        .collect())),
+                    // Deleted meanwhile: retrying cannot help.
+                    Err((i, None)) => Attempt::Done(Err(UpdateError::NotFound { pk: pks[i] })),
+                    // A conflict: another commit changed one of the records; read them again.
+                    Err((_, Some(_))) => Attempt::Conflict,
                 }
-                // A conflict: another commit changed one of the records; read them again.
-            }
+            });
+            outcome.unwrap_or_else(|exhausted| match self.backend.get(pks[0]) {
+                Some(current) => Err(UpdateError::RetriesExhausted {
+                    attempts: exhausted.attempts,
+                    current,
+                }),
+                None => Err(UpdateError::NotFound { pk: pks[0] }),
+            })
         })
     }
 
@@ -455,7 +549,12 @@ impl<M: Model, S: Strategy> ModelStore<M, S> {
             .collect();
         let entries: Vec<(u64, Arc<Versioned<M>>)> =
             read_versions.iter().copied().zip(records).collect();
-        let conflict = self.backend.replace_all(&entries).err();
+        let pks: Vec<u64> = entries.iter().map(|(_, r)| r.pk).collect();
+        let conflict = self
+            .backend
+            .write(&pks, ONCE, || Attempt::Done(self.backend.replace_all(&entries)))
+            .unwrap_or_else(|_| unreachable!("no budget"))
+            .err();
         let records: Vec<Arc<Versioned<M>>> = entries.into_iter().map(|(_, r)| r).collect();
         match conflict {
             None => Ok(records),
@@ -481,7 +580,13 @@ impl<M: Model, S: Strategy> ModelStore<M, S> {
     /// [`DeleteError::NotFound`] if there is no such record (already deleted),
     /// [`DeleteError::Conflict`] if it changed since `version` was read.
     pub fn delete(&self, pk: u64, version: u64) -> Result<Arc<Versioned<M>>, DeleteError<M>> {
-        match self.backend.replace(pk, version, None) {
+        let outcome = self
+            .backend
+            .write(&[pk], ONCE, || {
+                Attempt::Done(self.backend.replace(pk, version, None))
+            })
+            .unwrap_or_else(|_| unreachable!("no budget"));
+        match outcome {
             Ok(deleted) => Ok(deleted),
             Err(None) => Err(DeleteError::NotFound { pk }),
             Err(Some(current)) => Err(DeleteError::Conflict {
@@ -489,6 +594,35 @@ impl<M: Model, S: Strategy> ModelStore<M, S> {
                 current,
             }),
         }
+    }
+}
+
+/// Borrowed reads from a [`ModelStore`] (see [`ModelStore::pin`]). Tied to its thread.
+pub struct Pinned<'s, M: Model, S: Strategy = LockFree> {
+    store: &'s ModelStore<M, S>,
+    pin: <BackendOf<M, S> as Backend<M>>::Pin<'s>,
+    /// Epoch guards belong to the thread that pinned.
+    _not_send: PhantomData<*const ()>,
+}
+
+impl<M: Model, S: Strategy> Pinned<'_, M, S> {
+    /// The record with primary key `pk`, borrowed for as long as the pin lives.
+    #[inline]
+    pub fn get(&self, pk: u64) -> Option<&Versioned<M>> {
+        self.store.backend.get_pinned(&self.pin, pk)
+    }
+
+    /// The store this pin reads.
+    pub fn store(&self) -> &ModelStore<M, S> {
+        self.store
+    }
+}
+
+impl<M: Model, S: Strategy> fmt::Debug for Pinned<'_, M, S> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Pinned")
+            .field("store", self.store)
+            .finish_non_exhaustive()
     }
 }
 

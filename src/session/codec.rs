@@ -8,7 +8,7 @@
 //! [`SessionCodec::decode_or_empty`]); it never panics.
 
 use super::error::{DecodeError, EncodeError};
-use super::record::SessionData;
+use super::data::SessionData;
 
 /// The default limit on encoded session data: 1 MiB.
 pub const DEFAULT_MAX_ENCODED_LEN: usize = 1 << 20;
@@ -22,7 +22,7 @@ pub const DEFAULT_MAX_ENCODED_LEN: usize = 1 << 20;
 ///
 /// let codec = SessionCodec::new().with_max_len(64);
 /// let mut data = SessionData::new();
-/// data.insert("user_id".into(), json!(42));
+/// data.insert("user_id", json!(42));
 /// let bytes = codec.encode(&data)?;
 /// assert_eq!(codec.decode(&bytes)?, data);
 ///
@@ -102,7 +102,7 @@ impl SessionCodec {
                 message: e.to_string(),
             })?;
         match value {
-            serde_json::Value::Object(map) => Ok(map),
+            serde_json::Value::Object(map) => Ok(map.into()),
             other => Err(DecodeError::NotAnObject {
                 found: json_kind(&other),
             }),

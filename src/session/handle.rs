@@ -9,14 +9,12 @@ use std::sync::Arc;
 use serde_json::Value;
 use time::OffsetDateTime;
 
-use super::error::{CreateError, SaveError, UpdatePanicked};
+use super::data::{Entry, SessionData};
+use super::error::{CreateError, ImportError, SaveError, UpdatePanicked};
 use super::key::SessionKey;
-use super::record::{
-    Expiry, Op, Record, SaveInput, SessionData, UpdateFn, expiry_age, expiry_date, run_update,
-    versioned_save,
-};
+use super::record::{Expiry, Record, Stamp, expiry_age, expiry_date};
+use super::save::{Log, Op, SaveInput, UpdateFn, run_update};
 use super::store::SessionStore;
-use super::strategy::{Backend, SessionStrategy};
 use crate::{LockFree, Strategy};
 
 /// Overrides for [`Session::get_expiry_age`] and [`Session::get_expiry_date`], Django's
@@ -96,31 +94,25 @@ impl ExpiryArgs {
 /// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```
 ///
-/// The third type parameter is hidden plumbing (the store's map back end): leave it at its
-/// default. The fourth is how the handle reaches its store: a borrow (`&'a SessionStore`,
-/// from [`SessionStore::load`]) or an `Arc` ([`OwnedSession`], from
+/// The third type parameter is how the handle reaches its store: a borrow
+/// (`&'a SessionStore`, from [`SessionStore::load`]) or an `Arc` ([`OwnedSession`], from
 /// [`SessionStore::load_owned`], for frameworks that need a `'static` handle).
-pub struct Session<
-    'a,
-    S: Strategy = LockFree,
-    B: Backend = <S as SessionStrategy>::Backend,
-    R = &'a SessionStore<S, B>,
-> {
+pub struct Session<'a, S: Strategy = LockFree, R = &'a SessionStore<S>> {
     store: R,
-    _borrow: Marker<'a, S, B>,
+    _borrow: Marker<'a, S>,
     /// The record loaded or last saved; `None` for a session without a key.
     base: Option<Arc<Record>>,
     /// The handle's data; `None` while it equals `base`'s (copy on first write).
     data: Option<SessionData>,
     expiry: Option<Expiry>,
-    log: Vec<Op>,
+    log: Log,
     modified: bool,
     accessed: Cell<bool>,
 }
 
-/// Ties the handle to `'a` (the borrowed store's lifetime, when `R` is a borrow) and to `S`
-/// and `B`, without owning either (`fn() -> _`: always `Send + Sync`, covariant).
-type Marker<'a, S, B> = PhantomData<(&'a (), fn() -> (S, B))>;
+/// Ties the handle to `'a` (the borrowed store's lifetime, when `R` is a borrow) and to `S`,
+/// without owning either (`fn() -> _`: always `Send + Sync`, covariant).
+type Marker<'a, S> = PhantomData<(&'a (), fn() -> S)>;
 
 /// A [`Session`] that owns a reference count on its store instead of borrowing it: `'static`,
 /// so it can live in a request's extensions (see [`SessionStore::load_owned`]).
@@ -137,12 +129,76 @@ type Marker<'a, S, B> = PhantomData<(&'a (), fn() -> (S, B))>;
 /// assert_eq!(store.load(Some(key.as_str())).get("k"), Some(&1.into()));
 /// # Ok::<(), unlocked::session::SaveError>(())
 /// ```
-pub type OwnedSession<S = LockFree> =
-    Session<'static, S, <S as SessionStrategy>::Backend, Arc<SessionStore<S>>>;
+pub type OwnedSession<S = LockFree> = Session<'static, S, Arc<SessionStore<S>>>;
 
-impl<S: Strategy, B: Backend, R: Deref<Target = SessionStore<S, B>>> fmt::Debug
-    for Session<'_, S, B, R>
-{
+impl<S: Strategy> SessionStore<S> {
+    /// Loads the session a client's cookie names.
+    ///
+    /// A missing, malformed (shorter than 8 characters, characters outside `[a-z0-9]`, not 32
+    /// long), unknown or expired key gives a fresh, empty session with no key; it gets a new
+    /// key from the store when first saved. The client never chooses its key.
+    ///
+    /// Under [`LockFree`] this takes no lock and allocates nothing: a guard, a hash lookup
+    /// and one reference count of the stored record, which the handle shares until it
+    /// changes something.
+    pub fn load(&self, key: Option<&str>) -> Session<'_, S> {
+        let record = key.and_then(|k| self.record(k));
+        Session::new(self, record)
+    }
+
+    /// [`load`](Self::load) for a store shared by `Arc`: the handle keeps the store alive
+    /// instead of borrowing it, so it is `'static` (an [`OwnedSession`]) and can be kept in a
+    /// request's extensions.
+    pub fn load_owned(self: &Arc<Self>, key: Option<&str>) -> OwnedSession<S> {
+        let record = key.and_then(|k| self.record(k));
+        Session::new(Arc::clone(self), record)
+    }
+
+    /// Creates an empty session under a new key right away (Django's `create()`).
+    ///
+    /// # Errors
+    ///
+    /// [`CreateError::Full`] at the [`max_sessions`](super::SessionStoreBuilder::max_sessions)
+    /// bound.
+    pub fn create(&self) -> Result<Session<'_, S>, CreateError> {
+        let record = self.insert_new(SessionData::new(), None, Stamp::now(), false)?;
+        let mut session = Session::new(self, Some(record));
+        session.set_modified(true);
+        Ok(session)
+    }
+
+    /// Creates a session under a new key from encoded data (made by
+    /// [`SessionCodec::encode`](super::SessionCodec::encode), or any JSON object): a migration
+    /// from another session backend, or data restored from a database. The key is always
+    /// fresh: the input never chooses one.
+    ///
+    /// ```
+    /// use serde_json::json;
+    /// use unlocked::session::{ImportError, SessionStore};
+    ///
+    /// let store: SessionStore = SessionStore::new();
+    /// let session = store.import(br#"{"cart": [1, 2]}"#)?;
+    /// assert_eq!(session.get("cart"), Some(&json!([1, 2])));
+    /// assert!(matches!(store.import(b"{not json"), Err(ImportError::Decode(_))));
+    /// assert_eq!(store.len(), 1);
+    /// # Ok::<(), ImportError>(())
+    /// ```
+    ///
+    /// # Errors
+    ///
+    /// [`ImportError::Decode`] if the bytes are oversized or corrupt,
+    /// [`ImportError::Create`] at the [`max_sessions`](super::SessionStoreBuilder::max_sessions)
+    /// bound; nothing is stored either way.
+    pub fn import(&self, bytes: &[u8]) -> Result<Session<'_, S>, ImportError> {
+        let data = self.codec().decode(bytes).map_err(ImportError::Decode)?;
+        let record = self
+            .insert_new(data, None, Stamp::now(), false)
+            .map_err(ImportError::Create)?;
+        Ok(Session::new(self, Some(record)))
+    }
+}
+
+impl<S: Strategy, R: Deref<Target = SessionStore<S>>> fmt::Debug for Session<'_, S, R> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Session")
             .field("key", &self.session_key())
@@ -154,7 +210,7 @@ impl<S: Strategy, B: Backend, R: Deref<Target = SessionStore<S, B>>> fmt::Debug
     }
 }
 
-impl<S: Strategy, B: Backend, R: Deref<Target = SessionStore<S, B>>> Session<'_, S, B, R> {
+impl<S: Strategy, R: Deref<Target = SessionStore<S>>> Session<'_, S, R> {
     pub(crate) fn new(store: R, base: Option<Arc<Record>>) -> Self {
         let (data, expiry) = match &base {
             Some(r) => (None, r.expiry),
@@ -166,7 +222,7 @@ impl<S: Strategy, B: Backend, R: Deref<Target = SessionStore<S, B>>> Session<'_,
             base,
             data,
             expiry,
-            log: Vec::new(),
+            log: Log::new(),
             modified: false,
             accessed: Cell::new(false),
         }
@@ -198,10 +254,12 @@ impl<S: Strategy, B: Backend, R: Deref<Target = SessionStore<S, B>>> Session<'_,
         self.data.get_or_insert_with(SessionData::new)
     }
 
-    /// Records a change that fully determines `key`'s value: earlier changes of `key` are
-    /// dropped from the log.
-    fn log_overwrite(&mut self, key: &str, op: Op) {
-        self.log.retain(|o| o.key() != Some(key));
+    /// Records a change that fully determines its key's value: earlier changes of that key
+    /// are dropped from the log.
+    fn log_overwrite(&mut self, op: Op) {
+        if let Some(key) = op.key() {
+            self.log.retain(|o| o.key() != Some(key));
+        }
         self.log.push(op);
     }
 
@@ -245,7 +303,7 @@ impl<S: Strategy, B: Backend, R: Deref<Target = SessionStore<S, B>>> Session<'_,
     /// The data keys (Django's `keys()`; the expiry is not among them, see
     /// [`Expiry`]).
     pub fn keys(&self) -> impl Iterator<Item = &str> + '_ {
-        self.read().keys().map(String::as_str)
+        self.read().keys()
     }
 
     /// Django's `is_empty`: no key and no data. Does not mark the session accessed.
@@ -253,15 +311,16 @@ impl<S: Strategy, B: Backend, R: Deref<Target = SessionStore<S, B>>> Session<'_,
         self.base.is_none() && self.view().is_empty()
     }
 
-    /// Sets `key` to `value` (Django's `session[key] = value`); returns the previous value.
-    /// Under [`MergeChangedKeys`](super::ConflictPolicy::MergeChangedKeys), the later save
-    /// wins for a key two requests both set.
-    pub fn insert(&mut self, key: impl Into<String>, value: impl Into<Value>) -> Option<Value> {
-        let (key, value) = (key.into(), value.into());
+    /// Sets `key` to `value` (Django's `session[key] = value`). Under
+    /// [`MergeChangedKeys`](super::ConflictPolicy::MergeChangedKeys), the later save wins for
+    /// a key two requests both set.
+    ///
+    /// The value is stored once and shared by the handle, its change log and the saved
+    /// record: nothing is copied.
+    pub fn insert(&mut self, key: impl AsRef<str>, value: impl Into<Value>) {
         self.modified = true;
-        let old = self.write().insert(key.clone(), value.clone());
-        self.log_overwrite(&key, Op::Set(key.clone(), value));
-        old
+        let entry = self.write().set_shared(key.as_ref(), value.into());
+        self.log_overwrite(Op::Set(entry));
     }
 
     /// Removes `key` and returns its value (Django's `pop`); marks the session modified only if
@@ -271,44 +330,46 @@ impl<S: Strategy, B: Backend, R: Deref<Target = SessionStore<S, B>>> Session<'_,
             return None;
         }
         self.modified = true;
-        let old = self.write().remove(key);
-        self.log_overwrite(key, Op::Remove(key.to_owned()));
-        old
+        let entry = self.write().take_entry(key)?;
+        self.log_overwrite(Op::Remove(Arc::clone(&entry.key)));
+        Some(Entry::into_value(entry))
     }
 
     /// Django's `setdefault`: the value under `key`, inserting `default` first if absent
     /// (only then is the session modified). On a merge it is replayed as "insert if absent",
     /// so it never overwrites a value another request saved meanwhile.
-    pub fn setdefault(&mut self, key: impl Into<String>, default: impl Into<Value>) -> &Value {
-        let key = key.into();
-        if !self.read().contains_key(&key) {
+    pub fn setdefault(&mut self, key: impl AsRef<str>, default: impl Into<Value>) -> &Value {
+        let key = key.as_ref();
+        if !self.read().contains_key(key) {
             let default = default.into();
             self.modified = true;
-            self.write().insert(key.clone(), default.clone());
-            let f: UpdateFn = Arc::new(move |old| old.cloned().unwrap_or_else(|| default.clone()));
-            self.log.push(Op::Update(key.clone(), f));
+            let entry = self.write().set_shared(key, default.clone());
+            let f: UpdateFn = Box::new(move |old| old.cloned().unwrap_or_else(|| default.clone()));
+            self.log.push(Op::Update(Arc::clone(&entry.key), f));
         }
-        &self.view()[&key]
+        self.view().get(key).expect("present: found or just inserted")
     }
 
     /// Records an update *operation* on `key`: `f` computes the new value from the current one
     /// (`None` if absent). It runs now on this handle's value, and again on the latest stored
     /// value if the save meets a newer record (so concurrent increments all count). It may run
-    /// several times: keep it a pure function of its argument.
+    /// several times: keep it a pure function of its argument. A closure that captures nothing
+    /// is stored without an allocation.
     ///
     /// A panic in `f` is caught: the key keeps its value, nothing is recorded, and the panic
     /// comes back as [`UpdatePanicked`].
-    pub fn update<F>(&mut self, key: impl Into<String>, f: F) -> Result<&Value, UpdatePanicked>
+    pub fn update<F>(&mut self, key: impl AsRef<str>, f: F) -> Result<&Value, UpdatePanicked>
     where
         F: Fn(Option<&Value>) -> Value + Send + Sync + 'static,
     {
-        let key = key.into();
-        let f: UpdateFn = Arc::new(f);
-        let new = run_update(&key, &f, self.read().get(&key))?;
+        let key = key.as_ref();
+        let f: UpdateFn = Box::new(f);
+        // Computed before the copy-on-write, so a panic leaves the handle as it was.
+        let new = run_update(key, &f, self.read().get(key))?;
         self.modified = true;
-        self.write().insert(key.clone(), new);
-        self.log.push(Op::Update(key.clone(), f));
-        Ok(&self.view()[&key])
+        let entry = self.write().set_shared(key, new);
+        self.log.push(Op::Update(Arc::clone(&entry.key), f));
+        Ok(self.view().get(key).expect("just set"))
     }
 
     /// Removes all data (Django's `clear`). On a merge it clears the latest record too, then
@@ -346,9 +407,9 @@ impl<S: Strategy, B: Backend, R: Deref<Target = SessionStore<S, B>>> Session<'_,
     pub fn cycle_key(&mut self) -> Result<(), CreateError> {
         let data = self.read().clone();
         let had_key = self.base.is_some();
-        let record =
-            self.store
-                .insert_new(data, self.expiry, OffsetDateTime::now_utc(), had_key)?;
+        let record = self
+            .store
+            .insert_new(data, self.expiry, Stamp::now(), had_key)?;
         if let Some(old) = self.base.replace(record) {
             self.store.delete_key(&old.key);
         }
@@ -425,29 +486,22 @@ impl<S: Strategy, B: Backend, R: Deref<Target = SessionStore<S, B>>> Session<'_,
     /// an update operation panicked on the latest value, [`SaveError::Create`] at the bound.
     /// On error the store is unchanged and the handle keeps its data and log.
     pub fn save(&mut self) -> Result<(), SaveError> {
-        let now = OffsetDateTime::now_utc();
+        let now = Stamp::now();
         let saved = match &self.base {
             None => {
                 let data = self.data.clone().unwrap_or_default();
                 self.store.insert_new(data, self.expiry, now, false)?
             }
-            Some(base) => {
-                let backend = self.store.backend();
-                let result = versioned_save(
-                    SaveInput {
-                        key: base.key,
-                        base,
-                        data: &mut self.data,
-                        expiry: self.expiry,
-                        log: &self.log,
-                        policy: self.store.conflict_policy(),
-                        now,
-                        default_age: self.store.default_age_secs(),
-                    },
-                    |expected, new| backend.compare_and_swap(expected, new),
-                );
-                result?
-            }
+            Some(base) => self.store.save_changes(SaveInput {
+                key: base.key,
+                base,
+                data: &mut self.data,
+                expiry: self.expiry,
+                log: &self.log,
+                policy: self.store.conflict_policy(),
+                now,
+                default_age: self.store.default_age_secs(),
+            })?,
         };
         self.expiry = saved.expiry;
         self.base = Some(saved);

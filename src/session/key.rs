@@ -75,10 +75,10 @@ impl SessionKey {
         if bytes.len() < MIN_KEY_LEN {
             return Err(InvalidSessionKey::TooShort { len: bytes.len() });
         }
-        if let Some(index) = bytes
-            .iter()
-            .position(|b| !(b.is_ascii_lowercase() || b.is_ascii_digit()))
-        {
+        // One pass without early exit (vectorises), then the position only on failure.
+        let valid = |b: &u8| b.is_ascii_lowercase() || b.is_ascii_digit();
+        if !bytes.iter().fold(true, |ok, b| ok & valid(b)) {
+            let index = bytes.iter().position(|b| !valid(b)).unwrap_or_default();
             return Err(InvalidSessionKey::BadCharacter { index });
         }
         if bytes.len() != KEY_LEN {
@@ -87,6 +87,11 @@ impl SessionKey {
         let mut out = [0u8; KEY_LEN];
         out.copy_from_slice(bytes);
         Ok(SessionKey(out))
+    }
+
+    /// The key's bytes (ASCII).
+    pub(crate) fn as_bytes(&self) -> &[u8; KEY_LEN] {
+        &self.0
     }
 
     /// The key as text (what goes in the cookie).

@@ -9,8 +9,11 @@
 //! ([`Session::update`]) are replayed on the latest value, so concurrent increments all count.
 //!
 //! * [`SessionStore`]: the store, generic over the [`Strategy`](crate::Strategy):
-//!   [`LockFree`](crate::LockFree) (flurry's concurrent map; reads take no lock) or
-//!   [`Blocking`](crate::Blocking) (a `HashMap` under this module's lock).
+//!   [`LockFree`](crate::LockFree) (papaya's concurrent map of per-session cells; reads take
+//!   no lock, a save is one compare-and-swap) or [`Blocking`](crate::Blocking) (a `HashMap`
+//!   under this module's lock).
+//! * [`SessionData`]: a session's values, shared entry by entry between versions, so a save
+//!   copies one pointer per key, never a key or a value.
 //! * [`Session`]: one request's handle: `get`, `insert`, `remove`, `setdefault`, `contains`,
 //!   `keys`, `clear`, `flush`, `cycle_key`, `is_empty`, the `modified`/`accessed` flags and
 //!   the expiry calls, all as Django defines them.
@@ -45,7 +48,8 @@
 //! # Async code
 //!
 //! No call blocks on I/O, and with `LockFree` none waits on a lock held across other work (a
-//! save briefly locks one map bin). A [`Session`] holds no lock or guard and may live across
+//! save that lost several races in a row waits behind another escalated save of the same
+//! session, which is short). A [`Session`] holds no lock or guard and may live across
 //! `.await`. With `Blocking`, calls take the module lock for the duration of one map operation;
 //! never call the store while holding a class, instance or function lock of [`crate::lock`]
 //! (the lock-order check refuses the coarser module lock).
@@ -54,14 +58,15 @@
 
 #[cfg(feature = "axum")]
 pub mod axum;
+pub(crate) mod backend;
 mod codec;
+mod data;
 mod error;
 mod handle;
 mod key;
 mod record;
+mod save;
 mod store;
-#[doc(hidden)]
-pub mod strategy;
 #[cfg(feature = "tower-sessions")]
 pub mod tower;
 
@@ -72,7 +77,9 @@ pub use error::{
 };
 pub use handle::{ExpiryArgs, OwnedSession, Session};
 pub use key::{KEY_CHARS, KEY_LEN, MIN_KEY_LEN, SessionKey};
-pub use record::{ConflictPolicy, Expiry, Record, SessionData};
+pub use data::{Iter as DataIter, SessionData};
+pub use record::{Expiry, Record};
+pub use save::ConflictPolicy;
 pub use store::{DEFAULT_AGE_SECS, SessionStore, SessionStoreBuilder};
 
 /// The module path whose lock guards the [`Blocking`](crate::Blocking) store's map.

@@ -4,15 +4,17 @@ use std::fmt;
 use std::marker::PhantomData;
 use std::sync::Arc;
 
-use time::{Duration, OffsetDateTime};
+use time::Duration;
 
+use super::backend::{Backend, SessionStrategy};
 use super::codec::SessionCodec;
-use super::error::{CreateError, ImportError};
-use super::handle::Session;
+use super::data::SessionData;
+use super::error::{CreateError, SaveError};
 use super::key::SessionKey;
-use super::record::{ConflictPolicy, Expiry, Record, SessionData, expiry_date};
-use super::strategy::{Backend, SessionStrategy};
-use crate::sync::{AtomicUsize, Ordering};
+use super::record::{Expiry, Record, Stamp, expires_stamp};
+use super::save::{ConflictPolicy, SaveInput, versioned_save};
+use crate::sync::escalate::{DEFAULT_ESCALATE_AFTER, Progress};
+use crate::sync::{AtomicU64, AtomicUsize, Ordering};
 use crate::{LockFree, Strategy};
 
 /// Django's `SESSION_COOKIE_AGE`: two weeks, in seconds.
@@ -20,10 +22,12 @@ pub const DEFAULT_AGE_SECS: i64 = 1_209_600;
 
 /// A session store: versioned, immutable records in a concurrent map.
 ///
-/// With [`LockFree`] (the default) the map is flurry's: loading a session takes no lock and
-/// writes nothing shared but the record's reference count; a save publishes a new record with
-/// a compare-and-swap on its entry. With [`Blocking`](crate::Blocking) it is a `HashMap`
-/// under the module lock `lock::module("unlocked::session")`. Same API, same semantics.
+/// With [`LockFree`] (the default) the map is papaya's, each session in its own cell: loading
+/// a session takes no lock and writes nothing shared but the record's reference count; a save
+/// publishes a new record with one compare-and-swap on the session's cell, and a save that
+/// keeps losing races escalates to a lock other savers of that session respect, so it always
+/// finishes. With [`Blocking`](crate::Blocking) it is a `HashMap` under the module lock
+/// `lock::module("unlocked::session")`. Same API, same semantics.
 ///
 /// Share one store between request threads (`Arc<SessionStore>`, a `static`, or your
 /// framework's state); each request [`load`](Self::load)s a [`Session`], works on it and
@@ -50,13 +54,13 @@ pub const DEFAULT_AGE_SECS: i64 = 1_209_600;
 /// assert!(forged.is_empty() && forged.session_key().is_none());
 /// # Ok::<(), unlocked::session::SaveError>(())
 /// ```
-///
-/// The second type parameter is hidden plumbing (the map back end, chosen by `S`): leave it
-/// at its default.
-pub struct SessionStore<S: Strategy = LockFree, B: Backend = <S as SessionStrategy>::Backend> {
-    backend: B,
+pub struct SessionStore<S: Strategy = LockFree> {
+    backend: <S as SessionStrategy>::Backend,
     /// Live records (expired ones included until swept): the bound's counter.
     live: AtomicUsize,
+    /// At the bound: the earliest instant (nanoseconds since the epoch, truncated) at which a
+    /// create may sweep again, so a flood of creates sweeps at most once per interval.
+    next_full_sweep: AtomicU64,
     config: Config,
     _strategy: PhantomData<S>,
 }
@@ -65,9 +69,11 @@ pub struct SessionStore<S: Strategy = LockFree, B: Backend = <S as SessionStrate
 struct Config {
     default_age: i64,
     max_sessions: Option<usize>,
+    full_sweep_interval: Duration,
     policy: ConflictPolicy,
     expire_at_browser_close: bool,
     codec: SessionCodec,
+    escalate_after: u32,
 }
 
 impl Default for Config {
@@ -75,9 +81,11 @@ impl Default for Config {
         Config {
             default_age: DEFAULT_AGE_SECS,
             max_sessions: None,
+            full_sweep_interval: Duration::seconds(1),
             policy: ConflictPolicy::default(),
             expire_at_browser_close: false,
             codec: SessionCodec::new(),
+            escalate_after: DEFAULT_ESCALATE_AFTER,
         }
     }
 }
@@ -111,11 +119,33 @@ impl<S: Strategy> SessionStoreBuilder<S> {
     }
 
     /// Bounds the number of live sessions (default: unbounded). At the bound, creating a
-    /// session first sweeps the expired ones; if none were expired it fails with
-    /// [`CreateError::Full`]: existing sessions are never evicted to make room, so a flood of
-    /// anonymous requests cannot log real users out. Cycling a key never fails on the bound.
+    /// session first sweeps the expired ones (at most once per
+    /// [`full_sweep_interval`](Self::full_sweep_interval), so a flood of creates at the bound
+    /// costs one failed counter update each, not a sweep each); if that makes no room it fails
+    /// with [`CreateError::Full`]: existing sessions are never evicted to make room, so a flood
+    /// of anonymous requests cannot log real users out. Cycling a key never fails on the
+    /// bound.
     pub fn max_sessions(mut self, max: usize) -> Self {
         self.config.max_sessions = Some(max);
+        self
+    }
+
+    /// At the [`max_sessions`](Self::max_sessions) bound, how often a create may sweep for
+    /// expired sessions (default one second). Shorter: expired sessions make room sooner;
+    /// longer: less work under a flood of creates at the bound (each sweep looks at every
+    /// session). [`SessionStore::clear_expired`] always sweeps.
+    pub fn full_sweep_interval(mut self, interval: Duration) -> Self {
+        self.config.full_sweep_interval = interval.max(Duration::ZERO);
+        self
+    }
+
+    /// Under [`LockFree`]: how many lost races a save makes before it escalates (default 4):
+    /// it then takes the store's escalation lock and flags the session, so other saves of it
+    /// queue behind it, and it finishes after at most one more lost race per other thread.
+    /// Lower hands a hot session to the lock sooner; `0` always locks. No effect under
+    /// [`Blocking`](crate::Blocking), whose saves hold the module lock.
+    pub fn escalate_after(mut self, attempts: u32) -> Self {
+        self.config.escalate_after = attempts;
         self
     }
 
@@ -144,28 +174,26 @@ impl<S: Strategy> SessionStoreBuilder<S> {
 
     /// Builds the store.
     pub fn build(self) -> SessionStore<S> {
-        self.build_with_backend()
-    }
-
-    /// Builds the store on another map back end (benchmarks of alternative maps).
-    #[doc(hidden)]
-    pub fn build_with_backend<B: Backend>(self) -> SessionStore<S, B> {
         SessionStore {
-            backend: Default::default(),
+            backend: Backend::new(Progress {
+                escalate_after: self.config.escalate_after,
+                budget: None,
+            }),
             live: AtomicUsize::new(0),
+            next_full_sweep: AtomicU64::new(0),
             config: self.config,
             _strategy: PhantomData,
         }
     }
 }
 
-impl<S: Strategy, B: Backend> Default for SessionStore<S, B> {
+impl<S: Strategy> Default for SessionStore<S> {
     fn default() -> Self {
-        SessionStore::<S>::builder().build_with_backend()
+        SessionStore::<S>::builder().build()
     }
 }
 
-impl<S: Strategy, B: Backend> fmt::Debug for SessionStore<S, B> {
+impl<S: Strategy> fmt::Debug for SessionStore<S> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("SessionStore")
             .field("strategy", &S::KIND)
@@ -190,34 +218,7 @@ impl<S: Strategy> SessionStore<S> {
     }
 }
 
-impl<S: Strategy, B: Backend> SessionStore<S, B> {
-    /// Loads the session a client's cookie names.
-    ///
-    /// A missing, malformed (shorter than 8 characters, characters outside `[a-z0-9]`, not 32
-    /// long), unknown or expired key gives a fresh, empty session with no key; it gets a new
-    /// key from the store when first saved. The client never chooses its key.
-    pub fn load(&self, key: Option<&str>) -> Session<'_, S, B> {
-        let record = key.and_then(|k| self.record(k));
-        Session::new(self, record)
-    }
-
-    /// [`load`](Self::load) for a store shared by `Arc`: the handle keeps the store alive
-    /// instead of borrowing it, so it is `'static` (an [`OwnedSession`](super::OwnedSession)
-    /// for the default back end) and can be kept in a request's extensions.
-    pub fn load_owned(self: &Arc<Self>, key: Option<&str>) -> Session<'static, S, B, Arc<Self>> {
-        let record = key.and_then(|k| self.record(k));
-        Session::new(Arc::clone(self), record)
-    }
-
-    /// Creates an empty session under a new key right away (Django's `create()`).
-    pub fn create(&self) -> Result<Session<'_, S, B>, CreateError> {
-        let now = OffsetDateTime::now_utc();
-        let record = self.insert_new(SessionData::new(), None, now, false)?;
-        let mut session = Session::new(self, Some(record));
-        session.set_modified(true);
-        Ok(session)
-    }
-
+impl<S: Strategy> SessionStore<S> {
     /// The codec for this store's session data, with its configured size limit
     /// ([`SessionStoreBuilder::max_encoded_len`]): encode a record's
     /// [`data`](Record::data) to persist it elsewhere.
@@ -225,46 +226,11 @@ impl<S: Strategy, B: Backend> SessionStore<S, B> {
         self.config.codec
     }
 
-    /// Creates a session under a new key from encoded data (made by
-    /// [`SessionCodec::encode`], or any JSON object): a migration from another session
-    /// backend, or data restored from a database. The key is always fresh: the input never
-    /// chooses one.
-    ///
-    /// ```
-    /// use serde_json::json;
-    /// use unlocked::session::{ImportError, SessionStore};
-    ///
-    /// let store: SessionStore = SessionStore::new();
-    /// let session = store.import(br#"{"cart": [1, 2]}"#)?;
-    /// assert_eq!(session.get("cart"), Some(&json!([1, 2])));
-    /// assert!(matches!(store.import(b"{not json"), Err(ImportError::Decode(_))));
-    /// assert_eq!(store.len(), 1);
-    /// # Ok::<(), ImportError>(())
-    /// ```
-    ///
-    /// # Errors
-    ///
-    /// [`ImportError::Decode`] if the bytes are oversized or corrupt,
-    /// [`ImportError::Create`] at the [`max_sessions`](SessionStoreBuilder::max_sessions)
-    /// bound; nothing is stored either way.
-    pub fn import(&self, bytes: &[u8]) -> Result<Session<'_, S, B>, ImportError> {
-        let data = self
-            .config
-            .codec
-            .decode(bytes)
-            .map_err(ImportError::Decode)?;
-        let now = OffsetDateTime::now_utc();
-        let record = self
-            .insert_new(data, None, now, false)
-            .map_err(ImportError::Create)?;
-        Ok(Session::new(self, Some(record)))
-    }
-
     /// The stored record under `key`, unless absent, expired or `key` is malformed.
     pub fn record(&self, key: &str) -> Option<Arc<Record>> {
         let key = SessionKey::parse(key).ok()?;
         let record = self.backend.get(&key)?;
-        (!record.is_expired_at(OffsetDateTime::now_utc())).then_some(record)
+        (!record.expired(Stamp::now())).then_some(record)
     }
 
     /// Whether a live, unexpired session exists under `key`.
@@ -285,7 +251,7 @@ impl<S: Strategy, B: Backend> SessionStore<S, B> {
     /// [`LockFree`] the sweep iterates without a lock and removes each record with a
     /// conditional removal, so a record saved (and so extended) meanwhile is kept.
     pub fn clear_expired(&self) -> usize {
-        let removed = self.backend.sweep(OffsetDateTime::now_utc());
+        let removed = self.backend.sweep(Stamp::now());
         self.release(removed);
         removed
     }
@@ -320,12 +286,18 @@ impl<S: Strategy, B: Backend> SessionStore<S, B> {
         self.config.expire_at_browser_close
     }
 
-    pub(crate) fn backend(&self) -> &B {
-        &self.backend
+    /// The record under `key` as stored (expired or not).
+    pub(crate) fn stored(&self, key: &SessionKey) -> Option<Arc<Record>> {
+        self.backend.get(key)
+    }
+
+    /// The versioned save of a handle's (or an adapter's) changes: see [`versioned_save`].
+    pub(crate) fn save_changes(&self, input: SaveInput<'_>) -> Result<Arc<Record>, SaveError> {
+        versioned_save(input, &self.backend)
     }
 
     pub(crate) fn delete_key(&self, key: &SessionKey) -> bool {
-        let removed = self.backend.remove(key).is_some();
+        let removed = self.backend.remove(key);
         self.release(usize::from(removed));
         removed
     }
@@ -360,13 +332,29 @@ impl<S: Strategy, B: Backend> SessionStore<S, B> {
         if try_reserve() {
             return Ok(());
         }
-        // Full: make room from expired records only, then try once more.
-        self.clear_expired();
-        if try_reserve() {
-            Ok(())
-        } else {
-            Err(CreateError::Full { limit: max })
+        // Full: make room from expired records only, then try once more. At most one create
+        // per interval sweeps (the one that moves `next_full_sweep` on); the others fail at
+        // once, so a flood at the bound costs O(1) per create, not O(sessions).
+        let now = Stamp::now();
+        let now_ns = now.as_u64();
+        // Relaxed: the deadline only rations work; the sweep itself goes through the map.
+        let due = self.next_full_sweep.load(Ordering::Relaxed);
+        let interval = u64::try_from(self.config.full_sweep_interval.whole_nanoseconds())
+            .unwrap_or(u64::MAX);
+        if now_ns >= due
+            && self
+                .next_full_sweep
+                // Relaxed: as above; the compare-and-swap elects one sweeper.
+                .compare_exchange(due, now_ns.saturating_add(interval), Ordering::Relaxed, Ordering::Relaxed)
+                .is_ok()
+        {
+            let removed = self.backend.sweep(now);
+            self.release(removed);
+            if try_reserve() {
+                return Ok(());
+            }
         }
+        Err(CreateError::Full { limit: max })
     }
 
     /// Inserts a new record under a fresh key (re-rolled on the astronomically unlikely
@@ -375,7 +363,7 @@ impl<S: Strategy, B: Backend> SessionStore<S, B> {
         &self,
         data: SessionData,
         expiry: Option<Expiry>,
-        now: OffsetDateTime,
+        now: Stamp,
         unbounded: bool,
     ) -> Result<Arc<Record>, CreateError> {
         self.insert_new_keyed(data, expiry, now, unbounded, SessionKey::generate)
@@ -387,26 +375,44 @@ impl<S: Strategy, B: Backend> SessionStore<S, B> {
         &self,
         data: SessionData,
         expiry: Option<Expiry>,
-        now: OffsetDateTime,
+        now: Stamp,
         unbounded: bool,
         mut next_key: impl FnMut() -> SessionKey,
     ) -> Result<Arc<Record>, CreateError> {
         self.reserve(unbounded)?;
-        let mut record = Record {
+        // Gives the reserved slot back unless the record is stored: also when the insert
+        // panics (a refused lock under `Blocking`, a panicking key source), so the count
+        // stays exact and the bound does not shrink.
+        struct Reserved<'a, S: Strategy>(Option<&'a SessionStore<S>>);
+        impl<S: Strategy> Drop for Reserved<'_, S> {
+            fn drop(&mut self) {
+                if let Some(store) = self.0 {
+                    store.release(1);
+                }
+            }
+        }
+        let mut reserved = Reserved(Some(self));
+        let mut record = Arc::new(Record {
             key: next_key(),
-            expires_at: expiry_date(expiry, now, self.config.default_age),
+            expires_at: expires_stamp(expiry, now, self.config.default_age),
             data,
             expiry,
             version: 1,
-        };
+        });
         loop {
-            let new = Arc::new(record);
-            let keep = Arc::clone(&new);
-            if self.backend.insert_if_absent(new) {
-                return Ok(keep);
+            let keep = Arc::clone(&record);
+            match self.backend.insert_if_absent(record) {
+                Ok(()) => {
+                    reserved.0 = None;
+                    return Ok(keep);
+                }
+                Err(back) => {
+                    drop(keep);
+                    let mut r = Arc::unwrap_or_clone(back);
+                    r.key = next_key();
+                    record = Arc::new(r);
+                }
             }
-            record = Arc::unwrap_or_clone(keep);
-            record.key = next_key();
         }
     }
 }

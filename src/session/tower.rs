@@ -71,19 +71,17 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use rand::Rng;
 use serde_json::{Map, Value};
-use time::OffsetDateTime;
 use tower_sessions_core::session::{Id, Record as TowerRecord};
 use tower_sessions_core::session_store::{
     Error as StoreError, ExpiredDeletion, Result as StoreResult, SessionStore as TowerSessionStore,
 };
 
+use super::data::SessionData;
 use super::error::SaveError;
 use super::key::{KEY_CHARS, KEY_LEN, SessionKey};
-use super::record::{
-    ConflictPolicy, Expiry, Op, Record, SaveInput, SessionData, replay, versioned_save,
-};
+use super::record::{Expiry, Record, Stamp};
+use super::save::{ConflictPolicy, Op, SaveInput, replay};
 use super::store::SessionStore;
-use super::strategy::Backend as _;
 use crate::{LockFree, Strategy};
 
 /// The reserved data key under which [`TowerStore`] keeps the loaded version and value
@@ -183,7 +181,7 @@ impl<S: Strategy> TowerStore<S> {
         let hashes: Map<String, Value> = record
             .data
             .iter()
-            .map(|(k, v)| (k.clone(), Value::from(self.hash(v))))
+            .map(|(k, v)| (k.to_owned(), Value::from(self.hash(v))))
             .collect();
         let mut base = Map::new();
         base.insert("v".into(), Value::from(record.version));
@@ -195,19 +193,24 @@ impl<S: Strategy> TowerStore<S> {
         let mut data: HashMap<String, Value> = record
             .data
             .iter()
-            .map(|(k, v)| (k.clone(), v.clone()))
+            .map(|(k, v)| (k.to_owned(), v.clone()))
             .collect();
         data.insert(BASE_KEY.to_owned(), self.base_entry(record));
         TowerRecord {
             id,
             data,
-            expiry_date: record.expires_at,
+            expiry_date: record.expires_at(),
         }
     }
 
     /// This request's changes: the diff of `record` against the base it loaded, or the whole
     /// record when it carries no base. Also returns the base version, when known.
     fn changes(&self, record: &TowerRecord, whole: bool) -> (Vec<Op>, Option<u64>) {
+        // Each set goes into the log as a shared entry, built once.
+        let set = |k: &str, v: &Value| {
+            let mut one = SessionData::new();
+            Op::Set(one.set_shared(k, v.clone()))
+        };
         let base = record.data.get(BASE_KEY).and_then(Value::as_object);
         let version = base.and_then(|b| b.get("v")).and_then(Value::as_u64);
         let hashes = base.and_then(|b| b.get("h")).and_then(Value::as_object);
@@ -217,12 +220,12 @@ impl<S: Strategy> TowerStore<S> {
                 for (k, v) in &record.data {
                     if k != BASE_KEY && hashes.get(k).and_then(Value::as_u64) != Some(self.hash(v))
                     {
-                        ops.push(Op::Set(k.clone(), v.clone()));
+                        ops.push(set(k, v));
                     }
                 }
                 for k in hashes.keys() {
                     if !record.data.contains_key(k) {
-                        ops.push(Op::Remove(k.clone()));
+                        ops.push(Op::Remove(k.as_str().into()));
                     }
                 }
             }
@@ -230,7 +233,7 @@ impl<S: Strategy> TowerStore<S> {
                 ops.push(Op::Clear);
                 for (k, v) in &record.data {
                     if k != BASE_KEY {
-                        ops.push(Op::Set(k.clone(), v.clone()));
+                        ops.push(set(k, v));
                     }
                 }
             }
@@ -276,7 +279,7 @@ impl<S: Strategy> TowerSessionStore for TowerStore<S> {
             .data
             .iter()
             .filter(|(k, _)| *k != BASE_KEY)
-            .map(|(k, v)| (k.clone(), v.clone()))
+            .map(|(k, v)| (k.as_str(), v.clone()))
             .collect();
         let mut id = record.id;
         let mut first = true;
@@ -285,7 +288,7 @@ impl<S: Strategy> TowerSessionStore for TowerStore<S> {
             .insert_new_keyed(
                 data,
                 Some(Expiry::At(record.expiry_date)),
-                OffsetDateTime::now_utc(),
+                Stamp::now(),
                 false,
                 || {
                     if !first {
@@ -308,8 +311,7 @@ impl<S: Strategy> TowerSessionStore for TowerStore<S> {
         let key = key_for(record.id);
         let policy = self.store.conflict_policy();
         let (log, base_version) = self.changes(record, policy == ConflictPolicy::LastWriterWins);
-        let backend = self.store.backend();
-        let Some(current) = backend.get(&key) else {
+        let Some(current) = self.store.stored(&key) else {
             return Err(backend_error(SaveError::Gone { key }));
         };
         if policy == ConflictPolicy::Reject && base_version.is_some_and(|v| v != current.version) {
@@ -321,8 +323,8 @@ impl<S: Strategy> TowerSessionStore for TowerStore<S> {
         let mut data = current.data.clone();
         let mut expiry = current.expiry;
         replay(&log, &mut data, &mut expiry).map_err(backend_error)?;
-        versioned_save(
-            SaveInput {
+        self.store
+            .save_changes(SaveInput {
                 key,
                 base: &current,
                 data: &mut Some(data),
@@ -337,13 +339,11 @@ impl<S: Strategy> TowerSessionStore for TowerStore<S> {
                 } else {
                     ConflictPolicy::MergeChangedKeys
                 },
-                now: OffsetDateTime::now_utc(),
+                now: Stamp::now(),
                 default_age: self.store.default_age_secs(),
-            },
-            |expected, new| backend.compare_and_swap(expected, new),
-        )
-        .map(drop)
-        .map_err(backend_error)
+            })
+            .map(drop)
+            .map_err(backend_error)
     }
 
     /// The record, unless absent or expired.

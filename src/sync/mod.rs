@@ -147,43 +147,6 @@ mod imp {
         }
     }
 
-    /// A cell holding an optional `std::sync::Arc<T>` (arc-swap's `ArcSwapOption`): loads take
-    /// no lock, writers publish by swap or compare-and-swap on the pointer. Loads are Acquire
-    /// and the read-modify-writes AcqRel or stronger (arc-swap's documented guarantee), so a
-    /// thread that loads a value sees every write made before it was published.
-    pub(crate) struct OptionCell<T>(arc_swap::ArcSwapOption<T>);
-
-    impl<T> OptionCell<T> {
-        pub(crate) fn new(value: Option<std::sync::Arc<T>>) -> Self {
-            Self(arc_swap::ArcSwapOption::new(value))
-        }
-        /// The current value, with its own reference count.
-        #[inline]
-        pub(crate) fn load(&self) -> Option<std::sync::Arc<T>> {
-            self.0.load_full()
-        }
-        /// Replaces the value with `new` only if it still is `current` (pointer equality):
-        /// `Ok(previous)` on success, `Err(found)` otherwise.
-        #[inline]
-        pub(crate) fn compare_and_swap(
-            &self,
-            current: &Option<std::sync::Arc<T>>,
-            new: Option<std::sync::Arc<T>>,
-        ) -> Result<Option<std::sync::Arc<T>>, Option<std::sync::Arc<T>>> {
-            let found = arc_swap::Guard::into_inner(self.0.compare_and_swap(current, new));
-            if ptr_of(&found) == ptr_of(current) {
-                Ok(found)
-            } else {
-                Err(found)
-            }
-        }
-    }
-
-    fn ptr_of<T>(value: &Option<std::sync::Arc<T>>) -> *const T {
-        value
-            .as_ref()
-            .map_or(std::ptr::null(), std::sync::Arc::as_ptr)
-    }
 }
 
 #[cfg(unlocked_loom)]
@@ -342,36 +305,31 @@ mod imp {
         }
     }
 
-    /// Loom stand-in for the optional arc-swap cell: a loom `RwLock` around the value, so loom
-    /// sees every load and compare-and-swap as a synchronisation point. The values stay
-    /// `std::sync::Arc`s (they are handed to callers as such).
-    pub(crate) struct OptionCell<T>(loom::sync::RwLock<Option<std::sync::Arc<T>>>);
-
-    impl<T> OptionCell<T> {
-        pub(crate) fn new(value: Option<std::sync::Arc<T>>) -> Self {
-            Self(loom::sync::RwLock::new(value))
-        }
-        pub(crate) fn load(&self) -> Option<std::sync::Arc<T>> {
-            self.0.read().unwrap().clone()
-        }
-        pub(crate) fn compare_and_swap(
-            &self,
-            current: &Option<std::sync::Arc<T>>,
-            new: Option<std::sync::Arc<T>>,
-        ) -> Result<Option<std::sync::Arc<T>>, Option<std::sync::Arc<T>>> {
-            let mut slot = self.0.write().unwrap();
-            let same = match (&*slot, current) {
-                (Some(a), Some(b)) => std::sync::Arc::ptr_eq(a, b),
-                (None, None) => true,
-                _ => false,
-            };
-            if same {
-                Ok(std::mem::replace(&mut *slot, new))
-            } else {
-                Err(slot.clone())
-            }
-        }
-    }
 }
 
 pub(crate) use imp::*;
+
+pub(crate) mod arc_cell;
+pub(crate) mod escalate;
+
+/// A guard of the model stores' reclamation domain: crossbeam-epoch's global collector
+/// (measured against seize in `docs/model.md`: it keeps its write cost after hundreds of
+/// threads have come and gone). Under loom, a stand-in that never releases anything.
+#[cfg(not(unlocked_loom))]
+pub(crate) type EpochGuard = crossbeam::epoch::Guard;
+/// See the non-loom definition.
+#[cfg(unlocked_loom)]
+pub(crate) type EpochGuard = arc_cell::LeakGuard;
+
+/// Pins the current thread in the model stores' reclamation domain.
+#[inline]
+pub(crate) fn pin() -> EpochGuard {
+    #[cfg(not(unlocked_loom))]
+    {
+        crossbeam::epoch::pin()
+    }
+    #[cfg(unlocked_loom)]
+    {
+        arc_cell::LeakGuard
+    }
+}
