@@ -25,6 +25,10 @@ use unlocked::session::SessionStore;
 use unlocked::{Blocking, LockFree};
 
 const SESSIONS: usize = 64;
+
+/// A versioned record (version, data) per session key, as the previous lock-free store kept.
+type FlurryMap =
+    flurry::HashMap<u128, Arc<(u64, HashMap<String, Value>)>, foldhash::fast::RandomState>;
 const THREADS: [usize; 3] = [1, 2, 4];
 
 /// A peer through its own code: flurry 0.5 (the previous lock-free session map) holding
@@ -32,7 +36,7 @@ const THREADS: [usize; 3] = [1, 2, 4];
 /// (`compute_if_present`), the data map copied on every save.
 #[derive(Default)]
 struct FlurryStore {
-    map: flurry::HashMap<u128, Arc<(u64, HashMap<String, Value>)>, foldhash::fast::RandomState>,
+    map: FlurryMap,
 }
 
 impl FlurryStore {
@@ -109,7 +113,9 @@ fn flurry_churn(threads: usize, iters: u64) -> Duration {
         move |n| {
             for _ in 0..n {
                 next += 1;
-                let data = [("_auth_user_id".to_string(), json!("42"))].into_iter().collect();
+                let data = [("_auth_user_id".to_string(), json!("42"))]
+                    .into_iter()
+                    .collect();
                 let _ = store.map.pin().try_insert(next, Arc::new((1, data)));
                 store.map.pin().remove(&next);
             }

@@ -240,7 +240,54 @@ fn transfers_keep_the_total_in_every_snapshot<S: Strategy>() {
     );
 }
 
+/// 64 threads (on a 2-core machine: far more threads than cores, so writers are preempted
+/// mid-attempt) hammer one record with the default settings: no retry budget, so contention
+/// must never surface as an error. Half the threads use `update`, half `update_many` over the
+/// hot record and a private one. The hot counter must equal the number of updates exactly.
+fn hot_record_never_starves<S: Strategy>() {
+    const THREADS: usize = 64;
+    const EACH: u64 = 500;
+    let store: ModelStore<Counter, S> = ModelStore::new();
+    assert_eq!(store.retry_budget(), None, "the default never gives up");
+    let hot = store.insert(Counter { hits: 0 }).pk();
+    let own: Vec<u64> = (0..THREADS)
+        .map(|_| store.insert(Counter { hits: 0 }).pk())
+        .collect();
+    let barrier = Barrier::new(THREADS);
+    thread::scope(|scope| {
+        for (t, &mine) in own.iter().enumerate() {
+            let (store, barrier) = (&store, &barrier);
+            scope.spawn(move || {
+                barrier.wait();
+                for _ in 0..EACH {
+                    if t % 2 == 0 {
+                        store
+                            .update(hot, |c| c.hits += 1)
+                            .unwrap_or_else(|e| panic!("update failed under contention: {e}"));
+                    } else {
+                        store
+                            .update_many(&[mine, hot], |cs| {
+                                cs[0].hits += 1;
+                                cs[1].hits += 1;
+                            })
+                            .unwrap_or_else(|e| panic!("update_many failed under contention: {e}"));
+                    }
+                }
+            });
+        }
+    });
+    let total = THREADS as u64 * EACH;
+    let rec = store.get(hot).expect("never deleted");
+    assert_eq!(rec.hits, total, "lost updates on the hot record");
+    assert_eq!(rec.version(), 1 + total, "one version per committed update");
+    for (t, &pk) in own.iter().enumerate() {
+        let want = if t % 2 == 0 { 0 } else { EACH };
+        assert_eq!(store.get(pk).unwrap().hits, want, "thread {t}'s own record");
+    }
+}
+
 unlocked::strategy_tests!(
     increments_are_never_lost,
-    transfers_keep_the_total_in_every_snapshot
+    transfers_keep_the_total_in_every_snapshot,
+    hot_record_never_starves
 );

@@ -131,4 +131,48 @@ fn reject_reports_and_retries<S: Strategy>() {
     eprintln!("{}: {conflicts} conflicts reported and retried", S::KIND);
 }
 
-unlocked::strategy_tests!(merge_loses_nothing, reject_reports_and_retries);
+/// 64 threads save one hot session with the default policy and settings: every save must
+/// succeed (contention never surfaces as an error) and every increment must count.
+fn hot_session_never_starves<S: Strategy>() {
+    const THREADS: usize = 64;
+    const EACH: usize = 300;
+    let store = SessionStore::<S>::new();
+    let cookie = {
+        let mut s = store.load(None);
+        s.insert("hits", 0);
+        s.save().unwrap();
+        s.session_key().unwrap().to_string()
+    };
+    let barrier = Barrier::new(THREADS);
+    thread::scope(|scope| {
+        for t in 0..THREADS {
+            let (store, cookie, barrier) = (&store, &cookie, &barrier);
+            scope.spawn(move || {
+                barrier.wait();
+                for r in 0..EACH {
+                    let mut s = store.load(Some(cookie));
+                    s.update("hits", incr).unwrap();
+                    if r % 16 == 0 {
+                        s.insert(format!("t{t}"), r);
+                    }
+                    s.save()
+                        .unwrap_or_else(|e| panic!("save failed under contention: {e}"));
+                }
+            });
+        }
+    });
+    let s = store.load(Some(&cookie));
+    let total = (THREADS * EACH) as i64;
+    assert_eq!(s.get("hits"), Some(&json!(total)), "lost increments");
+    assert_eq!(
+        s.keys().count(),
+        THREADS + 1,
+        "one key per thread plus the counter"
+    );
+}
+
+unlocked::strategy_tests!(
+    merge_loses_nothing,
+    reject_reports_and_retries,
+    hot_session_never_starves
+);
