@@ -7,7 +7,7 @@ use std::marker::PhantomData;
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::Arc;
 
-use super::backend::{Backend, ModelStrategy};
+use super::backend::{Backend, ModelStrategy, TryUpdate};
 use super::error::{CommitError, DeleteError, SaveError, UpdateError};
 use super::{Draft, Model, Versioned};
 use crate::sync::escalate::{Attempt, Progress};
@@ -374,30 +374,28 @@ impl<M: Model, S: Strategy> ModelStore<M, S> {
         // `update_many` for one key, without its vectors.
         self.backend.alters_data(|| {
             let outcome = self.backend.write(&[pk], self.progress, || {
-                let Some(current) = self.backend.get(pk) else {
-                    return Attempt::Done(Err(UpdateError::NotFound { pk }));
-                };
-                let mut value = current.value.clone();
-                // The closure works on a copy: if it panics, nothing stored has been touched.
-                if let Err(payload) = catch_unwind(AssertUnwindSafe(|| change(&mut value))) {
-                    return Attempt::Done(Err(UpdateError::Panicked {
+                let made = self.backend.try_update(pk, |current| {
+                    let mut value = current.value.clone();
+                    // The closure works on a copy: if it panics, nothing stored has been
+                    // touched.
+                    if let Err(payload) = catch_unwind(AssertUnwindSafe(|| change(&mut value))) {
+                        return Err(UpdateError::Panicked {
+                            pk,
+                            message: panic_message(&*payload),
+                        });
+                    }
+                    Ok(Arc::new(Versioned {
                         pk,
-                        message: panic_message(&*payload),
-                    }));
-                }
-                let record = Arc::new(Versioned {
-                    pk,
-                    version: current.version + 1,
-                    value,
+                        version: current.version + 1,
+                        value,
+                    }))
                 });
-                match self
-                    .backend
-                    .replace(pk, current.version, Some(record.clone()))
-                {
-                    Ok(_) => Attempt::Done(Ok(record)),
-                    Err(None) => Attempt::Done(Err(UpdateError::NotFound { pk })),
+                match made {
+                    TryUpdate::Done(record) => Attempt::Done(Ok(record)),
+                    TryUpdate::NotFound => Attempt::Done(Err(UpdateError::NotFound { pk })),
+                    TryUpdate::Failed(e) => Attempt::Done(Err(e)),
                     // A conflict: another commit changed the record; read it again.
-                    Err(Some(_)) => Attempt::Conflict,
+                    TryUpdate::Conflict => Attempt::Conflict,
                 }
             });
             outcome.unwrap_or_else(|exhausted| match self.backend.get(pk) {

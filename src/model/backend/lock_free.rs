@@ -15,7 +15,7 @@ use std::sync::Arc;
 
 use crossbeam::utils::Backoff;
 
-use super::{Backend, Record, ReplaceAllError};
+use super::{Backend, Record, ReplaceAllError, TryUpdate};
 use crate::model::{Model, Versioned};
 use crate::sync::arc_cell::{ArcCell, Loaded};
 use crate::sync::escalate::{Attempt, Escalation, Exhausted, Progress};
@@ -218,6 +218,34 @@ impl<M: Model> Backend<M> for LockFreeBackend<M> {
                 // installed and rolled back): read again; the version check reports a commit.
                 Err((back, _)) => new = back,
             }
+        }
+    }
+
+    #[inline]
+    fn try_update<E>(
+        &self,
+        pk: u64,
+        make: impl FnOnce(&Versioned<M>) -> Result<Record<M>, E>,
+    ) -> TryUpdate<M, E> {
+        // One pin, one read, no reference count moved on the current record: the value is
+        // copied from the borrowed record and the swap compares against the pointer read.
+        let Some(cell) = self.cell(pk) else {
+            return TryUpdate::NotFound;
+        };
+        let guard = crate::sync::pin();
+        let Some(current) = self.read(cell, &guard) else {
+            return TryUpdate::NotFound;
+        };
+        let new = match make(current.get()) {
+            Ok(new) => new,
+            Err(e) => return TryUpdate::Failed(e),
+        };
+        let expected = current.as_ptr();
+        match cell.compare_exchange(expected, Some(new.clone()), &guard) {
+            Ok(()) => TryUpdate::Done(new),
+            // Changed since the read (a commit, a delete, or a multi-record commit that
+            // installed and rolled back): the caller reads again.
+            Err(_) => TryUpdate::Conflict,
         }
     }
 

@@ -43,6 +43,19 @@ pub type Record<M> = Arc<Versioned<M>>;
 /// at the expected version, and that record as it is (committed), `None` if absent.
 pub type ReplaceAllError<M> = (usize, Option<Record<M>>);
 
+/// What one [`Backend::try_update`] attempt did.
+#[derive(Debug)]
+pub enum TryUpdate<M, E> {
+    /// Committed: the new record.
+    Done(Record<M>),
+    /// No record under the key.
+    NotFound,
+    /// `make` refused (its error).
+    Failed(E),
+    /// The record changed between the read and the swap.
+    Conflict,
+}
+
 /// The operations a store is built from. Every value a method returns is committed: no
 /// method returns a record of a multi-record commit that is still being installed.
 pub trait Backend<M>: Send + Sync + Sized {
@@ -73,6 +86,26 @@ pub trait Backend<M>: Send + Sync + Sized {
         expected: u64,
         new: Option<Record<M>>,
     ) -> Result<Record<M>, Option<Record<M>>>;
+    /// One attempt at a read-modify-write of record `pk`: `make` builds the new record from
+    /// the current one, which is then replaced if it has not changed meanwhile.
+    fn try_update<E>(
+        &self,
+        pk: u64,
+        make: impl FnOnce(&Versioned<M>) -> Result<Record<M>, E>,
+    ) -> TryUpdate<M, E> {
+        let Some(current) = self.get(pk) else {
+            return TryUpdate::NotFound;
+        };
+        let new = match make(&current) {
+            Ok(new) => new,
+            Err(e) => return TryUpdate::Failed(e),
+        };
+        match self.replace(pk, current.version, Some(new.clone())) {
+            Ok(_) => TryUpdate::Done(new),
+            Err(None) => TryUpdate::NotFound,
+            Err(Some(_)) => TryUpdate::Conflict,
+        }
+    }
     /// One attempt: for each `(expected, record)`, replaces the stored record of
     /// `record.pk()` by `record` if it is at version `expected`: all of them, or none.
     fn replace_all(&self, records: &[(u64, Record<M>)]) -> Result<(), ReplaceAllError<M>>;
