@@ -107,6 +107,18 @@ fn reset_starts_a_new_generation<S: Strategy>() {
     assert_eq!(reader.render("u.html", &()).unwrap(), "u2");
     assert_eq!(reader.get("t.html").unwrap().generation(), held + 1);
     assert_eq!(cache.engine().compiles_of("t.html"), 2);
+    // The convenience path keeps a per-thread snapshot: it must see a reset too.
+    assert_eq!(cache.render("t.html", &()).unwrap(), "v2");
+    write_files(dir.path(), &[("t.html", "v3")]);
+    cache.reset();
+    assert_eq!(cache.render("t.html", &()).unwrap(), "v3");
+    std::thread::scope(|s| {
+        s.spawn(|| {
+            write_files(dir.path(), &[("t.html", "v4")]);
+            cache.reset();
+        });
+    });
+    assert_eq!(cache.render("t.html", &()).unwrap(), "v4");
 }
 
 fn invalidate_one_name<S: Strategy>() {

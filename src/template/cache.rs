@@ -190,6 +190,9 @@ pub trait Backend<E: Engine>: Send + Sync + Sized {
     fn new(shared: &Shared<E>) -> Self;
     /// A handle for one thread.
     fn reader(&self) -> Self::Reader<'_>;
+    /// Runs `f` with a reader that keeps this thread's snapshot between calls (what
+    /// `TemplateCache::render` uses), so the convenience path is as cheap as a kept reader.
+    fn with_local_reader<R>(&self, f: impl FnOnce(&mut Self::Reader<'_>) -> R) -> R;
     /// Looks `name` up, loading and compiling it on a miss.
     fn get<'r>(
         reader: &'r mut Self::Reader<'_>,
@@ -219,6 +222,12 @@ pub struct Flight<E: Engine> {
 /// Copy-on-write snapshots behind arc-swap; single-flight misses.
 pub struct LockFreeBackend<E: Engine> {
     cell: Snapshot<State<E>>,
+    /// Bumped after every write to `cell` (publish, remove, reset): a per-thread snapshot
+    /// ([`LocalSnap`]) is still current while this has not moved.
+    version: AtomicU64,
+    /// Each thread's snapshot for `TemplateCache::render`; dropped with the cache.
+    #[cfg(not(unlocked_loom))]
+    locals: thread_local::ThreadLocal<std::cell::RefCell<Option<LocalSnap<E>>>>,
     /// In-flight misses by name. Only the miss path takes this mutex, briefly (never while
     /// loading or compiling); the hit path never touches it.
     flights: Mutex<HashMap<Box<str>, Arc<Flight<E>>, Hasher>>,
@@ -227,13 +236,52 @@ pub struct LockFreeBackend<E: Engine> {
 /// Per-thread reader of [`LockFreeBackend`].
 pub struct LockFreeReader<'a, E: Engine> {
     backend: &'a LockFreeBackend<E>,
-    snap: SnapshotReader<'a, State<E>>,
+    snap: Source<'a, E>,
+}
+
+/// Where a [`LockFreeReader`] keeps its snapshot.
+enum Source<'a, E: Engine> {
+    /// Its own (a kept `Reader`): re-validated by one atomic load of the snapshot pointer.
+    Own(SnapshotReader<'a, State<E>>),
+    /// This thread's slot in the backend (`TemplateCache::render`).
+    #[cfg_attr(unlocked_loom, allow(dead_code))]
+    Local(&'a mut LocalSnap<E>),
+}
+
+/// A thread's snapshot for `TemplateCache::render`, with the write count it was loaded at.
+pub struct LocalSnap<E: Engine> {
+    version: u64,
+    state: Arc<State<E>>,
+}
+
+impl<E: Engine> LockFreeReader<'_, E> {
+    /// The current snapshot: one atomic load when nothing was written since the last call.
+    #[inline]
+    fn state(&mut self) -> &Arc<State<E>> {
+        match &mut self.snap {
+            Source::Own(reader) => reader.load(),
+            Source::Local(local) => {
+                // Acquire pairs with the Release bump that follows each write: a write that
+                // happened before this call is seen (then `load_full` reads its state or a
+                // newer one). A stale snapshot is only ever one that was current earlier.
+                let version = self.backend.version.load(Ordering::Acquire);
+                if version != local.version {
+                    local.state = self.backend.cell.load_full();
+                    local.version = version;
+                }
+                &local.state
+            }
+        }
+    }
 }
 
 impl<E: Engine> LockFreeBackend<E> {
     fn from_state(state: State<E>) -> Self {
         Self {
             cell: Snapshot::new(state),
+            version: AtomicU64::new(0),
+            #[cfg(not(unlocked_loom))]
+            locals: thread_local::ThreadLocal::new(),
             flights: Mutex::new(HashMap::with_hasher(hasher())),
         }
     }
@@ -304,6 +352,13 @@ impl<E: Engine> LockFreeBackend<E> {
         }
     }
 
+    /// Tells per-thread snapshots that `cell` changed; call after every successful write.
+    #[inline]
+    fn written(&self) {
+        // Release: see `LockFreeReader::state`.
+        self.version.fetch_add(1, Ordering::Release);
+    }
+
     /// Publishes `slot` for `name` into `base`'s generation; gives up if the generation was
     /// reset meanwhile (a stale compile never enters a newer generation).
     fn publish(&self, mut seen: Arc<State<E>>, name: &str, slot: Slot<E>) {
@@ -317,6 +372,7 @@ impl<E: Engine> LockFreeBackend<E> {
             let next = Arc::new(seen.with_map(map));
             let found = self.cell.compare_and_swap(&seen, next);
             if Arc::ptr_eq(&found, &seen) {
+                self.written();
                 return;
             }
             seen = found;
@@ -337,6 +393,7 @@ impl<E: Engine> LockFreeBackend<E> {
             let next = Arc::new(seen.with_map(map));
             let found = self.cell.compare_and_swap(&seen, next);
             if Arc::ptr_eq(&found, &seen) {
+                self.written();
                 // Only after readers can no longer find it in the cache: tell the engine.
                 if let Slot::Found(l) = removed {
                     shared.engine.forget(&l.engine_gen, name, &l.compiled);
@@ -365,8 +422,33 @@ impl<E: Engine> Backend<E> for LockFreeBackend<E> {
     fn reader(&self) -> LockFreeReader<'_, E> {
         LockFreeReader {
             backend: self,
-            snap: self.cell.reader(),
+            snap: Source::Own(self.cell.reader()),
         }
+    }
+
+    #[cfg(not(unlocked_loom))]
+    #[inline]
+    fn with_local_reader<R>(&self, f: impl FnOnce(&mut LockFreeReader<'_, E>) -> R) -> R {
+        let slot = self.locals.get_or(Default::default);
+        // A render nested in a render on this thread (a template function calling back into
+        // the cache) finds the slot borrowed: it uses a reader of its own.
+        let Ok(mut local) = slot.try_borrow_mut() else {
+            return f(&mut self.reader());
+        };
+        let local = local.get_or_insert_with(|| LocalSnap {
+            // Relaxed: the Acquire load in `state` decides freshness; this only seeds it.
+            version: self.version.load(Ordering::Relaxed).wrapping_sub(1),
+            state: self.cell.load_full(),
+        });
+        f(&mut LockFreeReader {
+            backend: self,
+            snap: Source::Local(local),
+        })
+    }
+
+    #[cfg(unlocked_loom)]
+    fn with_local_reader<R>(&self, f: impl FnOnce(&mut LockFreeReader<'_, E>) -> R) -> R {
+        f(&mut self.reader())
     }
 
     #[inline]
@@ -381,7 +463,7 @@ impl<E: Engine> Backend<E> for LockFreeBackend<E> {
         }
         // Hit path: one atomic load re-validates the thread's snapshot, then a hash lookup.
         // No lock, no reference count: the template is borrowed from the reader's snapshot.
-        let state = reader.snap.load();
+        let state = reader.state();
         if let Some(slot) = state.map.get(name) {
             return slot_result(slot);
         }
@@ -390,6 +472,7 @@ impl<E: Engine> Backend<E> for LockFreeBackend<E> {
 
     fn reset(&self, shared: &Shared<E>) {
         self.cell.store(Arc::new(shared.new_state()));
+        self.written();
     }
 
     fn invalidate(&self, shared: &Shared<E>, name: &str) -> bool {
@@ -441,6 +524,10 @@ impl<E: Engine> Backend<E> for BlockingBackend<E> {
 
     fn reader(&self) -> &BlockingBackend<E> {
         self
+    }
+
+    fn with_local_reader<R>(&self, f: impl FnOnce(&mut &BlockingBackend<E>) -> R) -> R {
+        f(&mut &*self)
     }
 
     fn get<'r>(

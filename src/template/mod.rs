@@ -112,14 +112,33 @@ impl<E: Engine, S: Strategy> TemplateCache<E, S> {
         }
     }
 
-    /// Renders `name` with `context` through a temporary reader (convenient; a kept
-    /// [`Reader`] is faster).
+    /// Renders `name` with `context`, as [`Reader::render`] does.
+    ///
+    /// As cheap as a kept [`Reader`]: with [`LockFree`], the cache keeps one snapshot per
+    /// thread that has called `render`, re-validated by one atomic load per call, so a hit
+    /// takes no lock and bumps no shared count. (A thread's snapshot is refreshed on its next
+    /// call after a write; until then it keeps the generation it saw alive, as a kept reader
+    /// does.)
+    ///
+    /// ```
+    /// use unlocked::template::{FileSystemLoader, MiniJinja, TemplateCache};
+    ///
+    /// let dir = tempfile::tempdir()?;
+    /// std::fs::write(dir.path().join("hi.html"), "Hi {{ who }}")?;
+    /// let cache: TemplateCache<MiniJinja> =
+    ///     TemplateCache::new(MiniJinja::new(), FileSystemLoader::new([dir.path()]));
+    /// assert_eq!(cache.render("hi.html", &serde_json::json!({ "who": "you" }))?, "Hi you");
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn render<C: Serialize + ?Sized>(
         &self,
         name: &str,
         context: &C,
     ) -> Result<String, RenderError<E::Error, E::RenderError>> {
-        self.reader().render(name, context)
+        let shared = &self.shared;
+        self.backend.with_local_reader(|inner| {
+            Reader::<'_, E, S>::render_in(shared, inner, name, context)
+        })
     }
 
     /// Drops every cached template and cached miss at once and starts a new generation.
@@ -242,9 +261,19 @@ impl<'c, E: Engine, S: Strategy> Reader<'c, E, S> {
         name: &str,
         context: &C,
     ) -> Result<String, RenderError<E::Error, E::RenderError>> {
-        let engine = &self.shared.engine;
+        Self::render_in(self.shared, &mut self.inner, name, context)
+    }
+
+    /// [`render`](Self::render) on any back-end reader (a kept one, or the thread's).
+    fn render_in<'i, C: Serialize + ?Sized>(
+        shared: &Shared<E>,
+        inner: &mut <BackendOf<E, S> as Backend<E>>::Reader<'i>,
+        name: &str,
+        context: &C,
+    ) -> Result<String, RenderError<E::Error, E::RenderError>> {
+        let engine = &shared.engine;
         for _ in 0..64 {
-            let template = self.get(name).map_err(RenderError::Get)?;
+            let template = BackendOf::<E, S>::get(inner, shared, name).map_err(RenderError::Get)?;
             let loaded = template.loaded();
             let deps = match engine.render(&loaded.engine_gen, name, &loaded.compiled, context) {
                 Ok(out) => return Ok(out),
@@ -255,7 +284,7 @@ impl<'c, E: Engine, S: Strategy> Reader<'c, E, S> {
             // Load the first candidate that exists; report the last failure if none does.
             let mut failure = None;
             for dep in &deps {
-                match self.get(dep) {
+                match BackendOf::<E, S>::get(inner, shared, dep) {
                     Ok(_) => {
                         failure = None;
                         break;
