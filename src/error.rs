@@ -164,3 +164,45 @@ impl fmt::Display for ReentrantAccessError {
 }
 
 impl Error for ReentrantAccessError {}
+
+/// Why [`Guarded::checked_with`](crate::lock::Guarded::checked_with) or
+/// [`Guarded::checked_lock`](crate::lock::Guarded::checked_lock) refused an access.
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum GuardedError {
+    /// Taking the guarding lock would break the lock order (checked in every build for the
+    /// lock of a `Guarded` value).
+    Order(LockOrderError),
+    /// A nested access to the same value on this thread.
+    Reentrant(ReentrantAccessError),
+}
+
+impl fmt::Display for GuardedError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            GuardedError::Order(e) => e.fmt(f),
+            GuardedError::Reentrant(e) => e.fmt(f),
+        }
+    }
+}
+
+impl Error for GuardedError {
+    fn source(&self) -> Option<&(dyn Error + 'static)> {
+        match self {
+            GuardedError::Order(e) => Some(e),
+            GuardedError::Reentrant(e) => Some(e),
+        }
+    }
+}
+
+impl From<LockOrderError> for GuardedError {
+    fn from(e: LockOrderError) -> Self {
+        GuardedError::Order(e)
+    }
+}
+
+impl From<ReentrantAccessError> for GuardedError {
+    fn from(e: ReentrantAccessError) -> Self {
+        GuardedError::Reentrant(e)
+    }
+}

@@ -54,10 +54,39 @@
 //! While the order check is on, acquiring a coarser lock while holding a finer one (other than
 //! re-entering a lock already held) is refused: [`ReentrantLock::lock`] panics,
 //! [`ReentrantLock::checked_lock`] and the `try_` forms return a [`LockOrderError`] naming
-//! both acquisition sites. The check is on in debug builds, with the `lock-order` feature, or
-//! after [`set_order_check(true)`](set_order_check); it keeps a thread-local list of the locks
-//! the thread holds, so it takes no lock and writes nothing shared. Locks of one level may be
-//! taken in any order: ordering them is up to you.
+//! both acquisition sites. It keeps a thread-local list of the locks the thread holds, so it
+//! takes no lock and writes nothing shared. Locks of one level may be taken in any order:
+//! ordering them is up to you.
+//!
+//! When is it on?
+//!
+//! * **Always, in every build, for the locks of the `Blocking` fallback**: every lock that a
+//!   [`Guarded`] value lives under (the template, session and model stores keep their data
+//!   so). So a `Blocking` store touched from inside another `Blocking` store's locked section
+//!   in the wrong order is refused the same way in debug and in release, instead of passing in
+//!   release and deadlocking the day another thread takes the two locks the other way round.
+//!   [`Guarded::with`] panics with the [`LockOrderError`] message; [`Guarded::checked_with`]
+//!   returns it as a [`GuardedError`] value.
+//! * **Always for [`ReentrantLock::checked_lock`]** (it returns the error).
+//! * **For every other acquisition** in debug builds, with the `lock-order` feature, or after
+//!   [`set_order_check(true)`](set_order_check). Locks taken while their check was off are not
+//!   recorded, so they cannot be named as the finer lock held: turn the check on in release
+//!   too (the feature) to cover your own locks.
+//!
+//! ```
+//! use unlocked::lock::{self, Guarded, GuardedError};
+//!
+//! struct Article;
+//! // Two `Blocking`-style stores: one under a module lock, one under a class lock.
+//! let sessions = Guarded::new(lock::module("app::sessions"), 0_u32);
+//! let articles = Guarded::new(lock::class::<Article>(), 0_u32);
+//!
+//! // Coarse to fine: fine.
+//! sessions.with(|s| articles.with(|a| *a += *s));
+//! // Fine to coarse: refused, in every build, as a value here (`with` would panic).
+//! let refused = articles.with(|_| sessions.checked_with(|s| *s += 1));
+//! assert!(matches!(refused, Err(GuardedError::Order(_))));
+//! ```
 //!
 //! # Contention statistics
 //!
@@ -88,7 +117,7 @@ use std::sync::LazyLock;
 use std::time::Duration;
 
 pub use crate::error::{
-    LockOrderError, LockSite, ReentrantAccessError, TryLockError, TryLockForError,
+    GuardedError, LockOrderError, LockSite, ReentrantAccessError, TryLockError, TryLockForError,
 };
 pub use guarded::{Guarded, GuardedMut};
 pub use reentrant::{LockGuard, ReentrantLock};

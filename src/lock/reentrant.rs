@@ -109,6 +109,11 @@ struct Meta {
     level: Level,
     key: &'static str,
     stats: LockStats,
+    /// Every acquisition of this lock is order-checked, whatever the global switch: set for
+    /// the locks the `Blocking` fallback keeps its data under (a [`Guarded`](super::Guarded)
+    /// was put under it). A plain std atomic (configuration, set once, like the global
+    /// switch); it sits next to the statistics, in a line the holder touches anyway.
+    always_check: std::sync::atomic::AtomicBool,
 }
 
 impl Drop for Meta {
@@ -141,6 +146,7 @@ impl<T> ReentrantLock<T> {
                 level,
                 key,
                 stats: LockStats::new(),
+                always_check: std::sync::atomic::AtomicBool::new(false),
             },
             inner: Inner::new(value),
         };
@@ -188,18 +194,40 @@ impl<T: ?Sized> ReentrantLock<T> {
         self.meta.key
     }
 
+    /// Makes every later acquisition of this lock order-checked, whatever
+    /// [`set_order_check`](super::set_order_check) says (the locks of the `Blocking`
+    /// fallback; see [`Guarded::new`](super::Guarded::new)).
+    pub(crate) fn always_check(&self) {
+        // Relaxed: configuration; see `order::enabled`.
+        self.meta
+            .always_check
+            .store(true, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    /// Whether this acquisition is order-checked: the global switch, or this lock's own.
+    #[inline]
+    fn check_on(&self) -> bool {
+        // Relaxed: configuration flags, see `order::enabled`.
+        order::enabled()
+            || self
+                .meta
+                .always_check
+                .load(std::sync::atomic::Ordering::Relaxed)
+    }
+
     /// Acquires the lock, blocking until it is free (or at once if this thread holds it).
     ///
     /// # Panics
     ///
-    /// While the lock-order check is on (debug builds, the `lock-order` feature, or
-    /// [`set_order_check(true)`](super::set_order_check)), panics with a
+    /// While the lock-order check is on (debug builds, the `lock-order` feature,
+    /// [`set_order_check(true)`](super::set_order_check), and always for a lock that a
+    /// [`Guarded`](super::Guarded) value lives under), panics with a
     /// [`LockOrderError`] message naming both acquisition sites if this thread holds a finer
     /// lock. Use [`checked_lock`](Self::checked_lock) to get the error as a value instead.
     #[track_caller]
     #[inline]
     pub fn lock(&self) -> LockGuard<'_, T> {
-        if order::enabled() {
+        if self.check_on() {
             return self.lock_checked_or_panic(Location::caller());
         }
         // The fast path, kept small enough to inline: one relaxed load above, the mutex's own
@@ -248,7 +276,7 @@ impl<T: ?Sized> ReentrantLock<T> {
     /// Acquires the lock if that needs no waiting.
     #[track_caller]
     pub fn try_lock(&self) -> Result<LockGuard<'_, T>, TryLockError> {
-        match self.acquire(Location::caller(), Wait::Never, order::enabled()) {
+        match self.acquire(Location::caller(), Wait::Never, self.check_on()) {
             Ok(guard) => Ok(guard),
             Err(Refused::Order(e)) => Err(TryLockError::Order(e)),
             Err(Refused::Busy) => Err(TryLockError::WouldBlock),
@@ -258,7 +286,7 @@ impl<T: ?Sized> ReentrantLock<T> {
     /// Acquires the lock, waiting at most `timeout`.
     #[track_caller]
     pub fn try_lock_for(&self, timeout: Duration) -> Result<LockGuard<'_, T>, TryLockForError> {
-        match self.acquire(Location::caller(), Wait::For(timeout), order::enabled()) {
+        match self.acquire(Location::caller(), Wait::For(timeout), self.check_on()) {
             Ok(guard) => Ok(guard),
             Err(Refused::Order(e)) => Err(TryLockForError::Order(e)),
             Err(Refused::Busy) => Err(TryLockForError::Timeout(timeout)),
