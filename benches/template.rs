@@ -250,7 +250,10 @@ fn convenience(c: &mut Criterion) {
     let cache: TemplateCache<MiniJinja, LockFree> =
         TemplateCache::new(MiniJinja::new(), FileSystemLoader::new([dir.path()]));
     warm(&cache, names);
-    let ctx = |i| Ctx { name: "World", n: i };
+    let ctx = |i| Ctx {
+        name: "World",
+        n: i,
+    };
     let mut g = c.benchmark_group("template/convenience");
     for threads in [1, 2] {
         g.bench_with_input(BenchmarkId::new("reader", threads), &threads, |b, &t| {

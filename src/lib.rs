@@ -41,7 +41,6 @@
 
 #![warn(missing_docs, rust_2018_idioms, unreachable_pub)]
 
-pub mod error;
 pub mod lock;
 pub mod model;
 pub mod session;
@@ -49,4 +48,4 @@ pub mod strategy;
 pub(crate) mod sync;
 pub mod template;
 
-pub use strategy::{Blocking, LockFree, Strategy, StrategyKind};
+pub use strategy::{Blocking, LockFree, ParseStrategyError, Strategy, StrategyKind};

@@ -99,18 +99,38 @@ impl fmt::Display for StrategyKind {
 }
 
 impl std::str::FromStr for StrategyKind {
-    type Err = crate::error::ParseStrategyError;
+    type Err = ParseStrategyError;
 
     fn from_str(s: &str) -> Result<Self, Self::Err> {
         match s.to_ascii_lowercase().as_str() {
             "lock-free" | "lockfree" | "lock_free" => Ok(StrategyKind::LockFree),
             "blocking" => Ok(StrategyKind::Blocking),
-            _ => Err(crate::error::ParseStrategyError {
+            _ => Err(ParseStrategyError {
                 input: s.to_owned(),
             }),
         }
     }
 }
+
+/// A strategy name that is neither `lock-free` nor `blocking`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct ParseStrategyError {
+    /// What was given.
+    pub input: String,
+}
+
+impl fmt::Display for ParseStrategyError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "unknown strategy `{}`: expected `lock-free` or `blocking`",
+            self.input
+        )
+    }
+}
+
+impl std::error::Error for ParseStrategyError {}
 
 /// Instantiates generic test scenarios once per strategy.
 ///

@@ -4,8 +4,8 @@ use std::cell::{RefCell, RefMut};
 use std::fmt;
 use std::ops::{Deref, DerefMut};
 
-use super::{Lock, LockGuard};
-use crate::error::{GuardedError, ReentrantAccessError};
+use super::error::{GuardedError, ReentrantAccessError};
+use super::reentrant::{Lock, LockGuard};
 
 /// A value that is only reachable while holding a given keyed lock.
 ///

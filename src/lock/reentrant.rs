@@ -7,68 +7,23 @@ use std::ops::Deref;
 use std::panic::Location;
 use std::time::{Duration, Instant};
 
-use super::{Level, order};
-use crate::error::{LockOrderError, LockSite, TryLockError, TryLockForError};
-use crate::sync::{AtomicU64, Ordering, RawMutex, RawThreadId};
+use super::error::{LockOrderError, LockSite, TryLockError, TryLockForError};
+use super::level::Level;
+use super::order;
+use super::stats::{LockReport, LockStats, instance_aggregate};
+use crate::sync::{Ordering, RawMutex, RawThreadId};
 
 type Inner<T> = lock_api::ReentrantMutex<RawMutex, RawThreadId, T>;
 type InnerGuard<'a, T> = lock_api::ReentrantMutexGuard<'a, RawMutex, RawThreadId, T>;
 
-/// Contention counters of one lock.
+/// A data-less reentrant lock: what the keyed levels hand out.
+pub type Lock = ReentrantLock<()>;
+
+/// An instance-level lock, embedded in the object it protects (optionally around data).
 ///
-/// `acquisitions` (re-entries included) and, on the slow path, `contended` and `wait_ns` are
-/// only written by the
-/// thread that holds the lock, so they are updated with a plain load and store (no
-/// read-modify-write, no extra cache-line transfer); readers may see them a moment late.
-pub(crate) struct LockStats {
-    pub(crate) acquisitions: AtomicU64,
-    pub(crate) contended: AtomicU64,
-    pub(crate) wait_ns: AtomicU64,
-}
-
-impl LockStats {
-    pub(crate) fn new() -> Self {
-        Self {
-            acquisitions: AtomicU64::new(0),
-            contended: AtomicU64::new(0),
-            wait_ns: AtomicU64::new(0),
-        }
-    }
-
-    /// Adds one to a counter owned by the lock holder.
-    #[inline]
-    fn bump_held(counter: &AtomicU64, by: u64) {
-        // Relaxed load + store: only the holder writes, and the lock's own Acquire/Release
-        // orders successive holders' writes, so no increment is lost.
-        counter.store(
-            counter.load(Ordering::Relaxed).wrapping_add(by),
-            Ordering::Relaxed,
-        );
-    }
-
-    /// Adds counters of a dropped lock into an aggregate shared by many (instance locks).
-    #[cfg_attr(unlocked_loom, allow(dead_code))]
-    pub(crate) fn absorb(&self, other: &LockStats) {
-        // Relaxed read-modify-writes: aggregates are shared by unrelated locks, so a plain
-        // store could lose a concurrent update; no other memory depends on these counters.
-        for (into, from) in [
-            (&self.acquisitions, &other.acquisitions),
-            (&self.contended, &other.contended),
-            (&self.wait_ns, &other.wait_ns),
-        ] {
-            into.fetch_add(from.load(Ordering::Relaxed), Ordering::Relaxed);
-        }
-    }
-
-    pub(crate) fn snapshot(&self) -> (u64, u64, Duration) {
-        // Relaxed: statistics, read without synchronising with the holder.
-        (
-            self.acquisitions.load(Ordering::Relaxed),
-            self.contended.load(Ordering::Relaxed),
-            Duration::from_nanos(self.wait_ns.load(Ordering::Relaxed)),
-        )
-    }
-}
+/// Two objects never share one, and dropping the object drops the lock: nothing is left in any
+/// registry.
+pub type InstanceLock<T = ()> = ReentrantLock<T>;
 
 /// A reentrant lock at one of the five [`Level`]s.
 ///
@@ -122,7 +77,7 @@ impl Drop for Meta {
         // populate across model executions.
         #[cfg(not(unlocked_loom))]
         if self.level == Level::Instance && self.stats.acquisitions.load(Ordering::Relaxed) > 0 {
-            super::instance_aggregate(self.key).absorb(&self.stats);
+            instance_aggregate(self.key).absorb(&self.stats);
         }
     }
 }
@@ -322,9 +277,9 @@ impl<T: ?Sized> ReentrantLock<T> {
     }
 
     /// This lock's contention statistics.
-    pub fn stats(&self) -> super::LockReport {
+    pub fn stats(&self) -> LockReport {
         let (acquisitions, contended, wait) = self.meta.stats.snapshot();
-        super::LockReport {
+        LockReport {
             level: self.meta.level,
             key: self.meta.key,
             acquisitions,

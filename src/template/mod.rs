@@ -136,9 +136,8 @@ impl<E: Engine, S: Strategy> TemplateCache<E, S> {
         context: &C,
     ) -> Result<String, RenderError<E::Error, E::RenderError>> {
         let shared = &self.shared;
-        self.backend.with_local_reader(|inner| {
-            Reader::<'_, E, S>::render_in(shared, inner, name, context)
-        })
+        self.backend
+            .with_local_reader(|inner| Reader::<'_, E, S>::render_in(shared, inner, name, context))
     }
 
     /// Drops every cached template and cached miss at once and starts a new generation.
