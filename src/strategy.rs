@@ -39,7 +39,7 @@ mod sealed {
 /// [`strategy_tests!`](crate::strategy_tests) for running one test scenario per strategy.
 pub trait Strategy:
     sealed::Sealed
-    + crate::template::strategy::TemplateStrategy
+    + crate::template::backend::TemplateStrategy
     + crate::session::backend::SessionStrategy
     + crate::model::backend::ModelStrategy
     + Copy

@@ -55,14 +55,12 @@
 //! across `.await` (it holds no lock, but it keeps its generation alive), and keep one
 //! [`Reader`] per task rather than sharing one.
 
-#[doc(hidden)]
-pub mod cache;
+pub(crate) mod backend;
+mod cache;
 mod engine;
 mod error;
 mod loader;
 mod minijinja;
-#[doc(hidden)]
-pub mod strategy;
 
 use std::fmt;
 use std::marker::PhantomData;
@@ -73,8 +71,8 @@ use serde::Serialize;
 
 use crate::sync::Arc;
 use crate::{LockFree, Strategy};
-use cache::{Backend, Loaded, Shared};
-use strategy::TemplateStrategy;
+use backend::{Backend, TemplateStrategy};
+use cache::{Loaded, Shared};
 
 pub use engine::{Engine, RenderFailure};
 pub use error::{GetError, LoadError, RefusedReason, RenderError};
