@@ -179,6 +179,12 @@ pub struct GuardedMut<'a, T: ?Sized> {
     _lock: LockGuard<'a>,
 }
 
+impl<T: ?Sized + fmt::Debug> fmt::Debug for GuardedMut<'_, T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Debug::fmt(&*self.value, f)
+    }
+}
+
 impl<T: ?Sized> Deref for GuardedMut<'_, T> {
     type Target = T;
     fn deref(&self) -> &T {

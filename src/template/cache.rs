@@ -36,6 +36,15 @@ pub struct Shared<E: Engine> {
     generations: AtomicU64,
 }
 
+impl<E: Engine> std::fmt::Debug for Shared<E> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Shared")
+            .field("loader", &self.loader)
+            .field("autoreload", &self.autoreload)
+            .finish_non_exhaustive()
+    }
+}
+
 impl<E: Engine> Shared<E> {
     pub(crate) fn new(engine: E, loader: FileSystemLoader, autoreload: Option<Duration>) -> Self {
         Self {

@@ -206,6 +206,16 @@ pub struct Builder<E: Engine, S: Strategy = LockFree> {
     _strategy: PhantomData<S>,
 }
 
+impl<E: Engine, S: Strategy> fmt::Debug for Builder<E, S> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Builder")
+            .field("strategy", &S::KIND)
+            .field("dirs", &self.loader.dirs())
+            .field("autoreload", &self.autoreload)
+            .finish_non_exhaustive()
+    }
+}
+
 impl<E: Engine, S: Strategy> Builder<E, S> {
     /// A builder without autoreload.
     pub fn new(engine: E, loader: FileSystemLoader) -> Self {

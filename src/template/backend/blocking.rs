@@ -21,6 +21,14 @@ pub struct BlockingBackend<E: Engine> {
     state: Guarded<State<E>>,
 }
 
+impl<E: Engine> std::fmt::Debug for BlockingBackend<E> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("BlockingBackend")
+            .field("state", &self.state)
+            .finish()
+    }
+}
+
 impl<E: Engine> BlockingBackend<E> {
     fn reload_stale(&self, shared: &Shared<E>) {
         let mut state = self.state.lock();

@@ -21,6 +21,14 @@ pub struct Flight<E: Engine> {
     result: Mutex<Option<LoadResult<E>>>,
 }
 
+impl<E: Engine> std::fmt::Debug for Flight<E> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Flight")
+            .field("generation", &self.generation)
+            .finish_non_exhaustive()
+    }
+}
+
 /// Copy-on-write snapshots behind arc-swap; single-flight misses.
 pub struct LockFreeBackend<E: Engine> {
     cell: Snapshot<State<E>>,
@@ -35,10 +43,26 @@ pub struct LockFreeBackend<E: Engine> {
     flights: Mutex<HashMap<Box<str>, Arc<Flight<E>>, Hasher>>,
 }
 
+impl<E: Engine> std::fmt::Debug for LockFreeBackend<E> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let state = self.cell.load();
+        f.debug_struct("LockFreeBackend")
+            .field("generation", &state.generation)
+            .field("cached", &state.map.len())
+            .finish_non_exhaustive()
+    }
+}
+
 /// Per-thread reader of [`LockFreeBackend`].
 pub struct LockFreeReader<'a, E: Engine> {
     backend: &'a LockFreeBackend<E>,
     snap: Source<'a, E>,
+}
+
+impl<E: Engine> std::fmt::Debug for LockFreeReader<'_, E> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LockFreeReader").finish_non_exhaustive()
+    }
 }
 
 /// Where a [`LockFreeReader`] keeps its snapshot.
@@ -54,6 +78,15 @@ enum Source<'a, E: Engine> {
 pub struct LocalSnap<E: Engine> {
     version: u64,
     state: Arc<State<E>>,
+}
+
+impl<E: Engine> std::fmt::Debug for LocalSnap<E> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LocalSnap")
+            .field("version", &self.version)
+            .field("generation", &self.state.generation)
+            .finish_non_exhaustive()
+    }
 }
 
 impl<E: Engine> LockFreeReader<'_, E> {
