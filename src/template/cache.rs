@@ -5,10 +5,10 @@
 #![allow(unreachable_pub)]
 
 use std::collections::HashMap;
-use std::path::PathBuf;
+use std::fmt;
+use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use super::Template;
 use super::engine::Engine;
 use super::error::{GetError, LoadError};
 use super::loader::{FileSystemLoader, Stamp};
@@ -192,5 +192,70 @@ pub(crate) fn cacheable<E: Engine>(
         Ok(l) => Some(Slot::Found(Arc::clone(l))),
         Err(GetError::Load(e)) if e.is_not_found() => Some(Slot::Missing(Arc::new(e.clone()))),
         Err(_) => None,
+    }
+}
+
+/// A compiled template found by [`Reader::get`](super::Reader::get): borrowed from the reader on a lock-free hit,
+/// shared by `Arc` otherwise.
+pub struct Template<'r, E: Engine> {
+    inner: TemplateRef<'r, E>,
+}
+
+enum TemplateRef<'r, E: Engine> {
+    Borrowed(&'r Loaded<E>),
+    Owned(Arc<Loaded<E>>),
+}
+
+impl<'r, E: Engine> Template<'r, E> {
+    #[inline]
+    pub(crate) fn borrowed(loaded: &'r Arc<Loaded<E>>) -> Self {
+        Self {
+            inner: TemplateRef::Borrowed(loaded),
+        }
+    }
+
+    pub(crate) fn owned(loaded: Arc<Loaded<E>>) -> Self {
+        Self {
+            inner: TemplateRef::Owned(loaded),
+        }
+    }
+
+    #[inline]
+    pub(crate) fn loaded(&self) -> &Loaded<E> {
+        match &self.inner {
+            TemplateRef::Borrowed(l) => l,
+            TemplateRef::Owned(l) => l,
+        }
+    }
+
+    /// The template's name.
+    pub fn name(&self) -> &str {
+        &self.loaded().name
+    }
+
+    /// The engine's compiled template.
+    #[inline]
+    pub fn compiled(&self) -> &E::Compiled {
+        &self.loaded().compiled
+    }
+
+    /// The file it was loaded from.
+    pub fn path(&self) -> &Path {
+        &self.loaded().path
+    }
+
+    /// The generation it was compiled in.
+    pub fn generation(&self) -> u64 {
+        self.loaded().generation
+    }
+}
+
+impl<E: Engine> fmt::Debug for Template<'_, E> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Template")
+            .field("name", &self.name())
+            .field("path", &self.path())
+            .field("generation", &self.generation())
+            .finish_non_exhaustive()
     }
 }

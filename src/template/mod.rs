@@ -64,16 +64,15 @@ mod minijinja;
 
 use std::fmt;
 use std::marker::PhantomData;
-use std::path::Path;
 use std::time::Duration;
 
 use serde::Serialize;
 
-use crate::sync::Arc;
 use crate::{LockFree, Strategy};
 use backend::{Backend, TemplateStrategy};
-use cache::{Loaded, Shared};
+use cache::Shared;
 
+pub use cache::Template;
 pub use engine::{Engine, RenderFailure};
 pub use error::{GetError, LoadError, RefusedReason, RenderError};
 pub use loader::{FileSystemLoader, Source, Stamp};
@@ -320,71 +319,6 @@ impl<E: Engine, S: Strategy> fmt::Debug for Reader<'_, E, S> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Reader")
             .field("strategy", &S::KIND)
-            .finish_non_exhaustive()
-    }
-}
-
-/// A compiled template found by [`Reader::get`]: borrowed from the reader on a lock-free hit,
-/// shared by `Arc` otherwise.
-pub struct Template<'r, E: Engine> {
-    inner: TemplateRef<'r, E>,
-}
-
-enum TemplateRef<'r, E: Engine> {
-    Borrowed(&'r Loaded<E>),
-    Owned(Arc<Loaded<E>>),
-}
-
-impl<'r, E: Engine> Template<'r, E> {
-    #[inline]
-    fn borrowed(loaded: &'r Arc<Loaded<E>>) -> Self {
-        Self {
-            inner: TemplateRef::Borrowed(loaded),
-        }
-    }
-
-    fn owned(loaded: Arc<Loaded<E>>) -> Self {
-        Self {
-            inner: TemplateRef::Owned(loaded),
-        }
-    }
-
-    #[inline]
-    fn loaded(&self) -> &Loaded<E> {
-        match &self.inner {
-            TemplateRef::Borrowed(l) => l,
-            TemplateRef::Owned(l) => l,
-        }
-    }
-
-    /// The template's name.
-    pub fn name(&self) -> &str {
-        &self.loaded().name
-    }
-
-    /// The engine's compiled template.
-    #[inline]
-    pub fn compiled(&self) -> &E::Compiled {
-        &self.loaded().compiled
-    }
-
-    /// The file it was loaded from.
-    pub fn path(&self) -> &Path {
-        &self.loaded().path
-    }
-
-    /// The generation it was compiled in.
-    pub fn generation(&self) -> u64 {
-        self.loaded().generation
-    }
-}
-
-impl<E: Engine> fmt::Debug for Template<'_, E> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Template")
-            .field("name", &self.name())
-            .field("path", &self.path())
-            .field("generation", &self.generation())
             .finish_non_exhaustive()
     }
 }

@@ -5,8 +5,7 @@
 use super::Backend;
 use crate::lock::Guarded;
 use crate::sync::Arc;
-use crate::template::Template;
-use crate::template::cache::{Shared, Slot, State, cacheable};
+use crate::template::cache::{Shared, Slot, State, Template, cacheable};
 use crate::template::engine::Engine;
 use crate::template::error::{GetError, LoadError};
 use crate::template::loader::FileSystemLoader;

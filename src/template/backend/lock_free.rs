@@ -6,9 +6,8 @@ use std::collections::HashMap;
 
 use super::Backend;
 use crate::sync::{Arc, AtomicU64, Mutex, Ordering, Snapshot, SnapshotReader};
-use crate::template::Template;
 use crate::template::cache::{
-    Hasher, LoadResult, Loaded, Shared, Slot, State, cacheable, hasher, slot_result,
+    Hasher, LoadResult, Loaded, Shared, Slot, State, Template, cacheable, hasher, slot_result,
 };
 use crate::template::engine::Engine;
 use crate::template::error::{GetError, LoadError};

@@ -12,8 +12,7 @@
 // outside the crate (arc-swap's sealing).
 #![allow(unreachable_pub)]
 
-use super::Template;
-use super::cache::Shared;
+use super::cache::{Shared, Template};
 use super::engine::Engine;
 use super::error::GetError;
 
@@ -24,14 +23,6 @@ pub(crate) mod lock_free;
 pub trait TemplateStrategy {
     /// The back end storing compiled templates of engine `E`.
     type Backend<E: Engine>: Backend<E>;
-}
-
-impl TemplateStrategy for crate::LockFree {
-    type Backend<E: Engine> = lock_free::LockFreeBackend<E>;
-}
-
-impl TemplateStrategy for crate::Blocking {
-    type Backend<E: Engine> = blocking::BlockingBackend<E>;
 }
 
 /// How a strategy stores and finds templates (selected by [`TemplateStrategy`]).
