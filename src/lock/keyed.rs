@@ -2,8 +2,8 @@
 //! registry, and lookups through a per-thread cache.
 
 use std::any::TypeId;
-use std::cell::RefCell;
-use std::hash::BuildHasher;
+use std::cell::Cell;
+use std::hash::{Hash, Hasher};
 use std::sync::LazyLock;
 
 use super::level::Level;
@@ -13,17 +13,62 @@ use super::registry::Registry;
 /// The registry key of a keyed lock.
 #[derive(Clone, PartialEq, Eq, Hash)]
 enum Key {
+    /// Only under loom (elsewhere the global lock is a plain static).
+    #[cfg_attr(not(unlocked_loom), allow(dead_code))]
     Global,
     Module(&'static str),
     Type(Level, TypeId),
 }
 
-/// The per-thread cache key: module paths by address, so a hit hashes two words instead of
+/// The per-thread cache key: module paths by address, so a hit compares two words instead of
 /// the path (two copies of one path at two addresses just make two cache entries).
-#[derive(Clone, Copy, PartialEq, Eq, Hash)]
+#[derive(Clone, Copy, PartialEq, Eq)]
 enum CacheKey {
     ModulePtr(usize, usize),
     Type(Level, TypeId),
+}
+
+impl CacheKey {
+    /// The cache slot of this key. No general-purpose hash: a `TypeId` already is a hash (its
+    /// low word is taken as is; for `class::<T>()` the whole computation folds to a constant),
+    /// and a module path's address and length only need their low bits mixed.
+    #[inline(always)]
+    fn slot(self) -> usize {
+        let word = match self {
+            CacheKey::ModulePtr(ptr, len) => (ptr >> 3) ^ len.rotate_left(4),
+            CacheKey::Type(level, id) => {
+                let mut grab = LowWord(0);
+                id.hash(&mut grab);
+                grab.0 as usize ^ level as usize
+            }
+        };
+        word % CACHE_SLOTS
+    }
+}
+
+/// A `Hasher` that keeps what a `TypeId` writes (one `u64`, already a hash) instead of
+/// hashing it again.
+struct LowWord(u64);
+
+impl Hasher for LowWord {
+    #[inline(always)]
+    fn write(&mut self, bytes: &[u8]) {
+        for &b in bytes {
+            self.0 = self.0.rotate_left(8) ^ u64::from(b);
+        }
+    }
+    #[inline(always)]
+    fn write_u64(&mut self, n: u64) {
+        self.0 ^= n;
+    }
+    #[inline(always)]
+    fn write_u128(&mut self, n: u128) {
+        self.0 ^= n as u64 ^ (n >> 64) as u64;
+    }
+    #[inline(always)]
+    fn finish(&self) -> u64 {
+        self.0
+    }
 }
 
 static LOCKS: LazyLock<Registry<Key, Lock>> = LazyLock::new(Registry::new);
@@ -36,27 +81,36 @@ const CACHE_SLOTS: usize = 64;
 type Slot = Option<(CacheKey, &'static Lock)>;
 
 crate::sync::thread_local! {
-    /// `Copy` entries and no destructor, so reaching it is a plain thread-local access.
-    static CACHE: RefCell<[Slot; CACHE_SLOTS]> = RefCell::new([None; CACHE_SLOTS]);
+    /// `Copy` entries in `Cell`s (no borrow flag to check and set) and no destructor, so a hit
+    /// is a plain thread-local load and compare.
+    static CACHE: [Cell<Slot>; CACHE_SLOTS] = [const { Cell::new(None) }; CACHE_SLOTS];
 }
 
-#[inline]
+#[inline(always)]
 fn find(
     cache_key: CacheKey,
     describe: impl FnOnce() -> (Key, Level, &'static str),
 ) -> &'static Lock {
-    let slot =
-        foldhash::fast::FixedState::with_seed(0x5eed).hash_one(cache_key) as usize % CACHE_SLOTS;
+    let slot = cache_key.slot();
     // `try_with`: during thread-local destruction the cache is gone; go to the registry.
-    if let Ok(Some(lock)) = CACHE.try_with(|c| match c.borrow()[slot] {
-        Some((key, lock)) if key == cache_key => Some(lock),
-        _ => None,
-    }) {
-        return lock;
+    if let Ok(Some((key, lock))) = CACHE.try_with(|c| c[slot].get()) {
+        if key == cache_key {
+            return lock;
+        }
     }
-    let (key, level, label) = describe();
+    find_slow(cache_key, slot, describe())
+}
+
+/// A cache miss: the registry (lock-free once created), then the cache slot.
+#[cold]
+#[inline(never)]
+fn find_slow(
+    cache_key: CacheKey,
+    slot: usize,
+    (key, level, label): (Key, Level, &'static str),
+) -> &'static Lock {
     let lock = LOCKS.get_or_create(key, || Lock::with_level(level, label, ()));
-    let _ = CACHE.try_with(|c| c.borrow_mut()[slot] = Some((cache_key, lock)));
+    let _ = CACHE.try_with(|c| c[slot].set(Some((cache_key, lock))));
     lock
 }
 
@@ -65,6 +119,16 @@ fn find(
 /// The seed saw "no use for a Django-wide lock"; it is here for completeness and for the rare
 /// section that must exclude everything else (it is the coarsest level, so it must be taken
 /// before any other lock).
+#[cfg(not(unlocked_loom))]
+#[inline]
+pub fn global() -> &'static Lock {
+    // A plain static: no lookup, no lazy-initialisation check.
+    static GLOBAL: Lock = Lock::new_static(Level::Global, "global");
+    &GLOBAL
+}
+
+/// The process-wide lock (loom: its atomics cannot be built in a `const`).
+#[cfg(unlocked_loom)]
 pub fn global() -> &'static Lock {
     static GLOBAL: LazyLock<&'static Lock> = LazyLock::new(|| {
         LOCKS.get_or_create(Key::Global, || {
@@ -216,7 +280,12 @@ macro_rules! function_lock {
     }};
 }
 
-/// Every keyed lock created so far, in no particular order.
+/// Every keyed lock created so far (the global one included), in no particular order.
 pub(crate) fn all() -> Vec<&'static Lock> {
-    LOCKS.values()
+    let mut all = LOCKS.values();
+    #[cfg(not(unlocked_loom))]
+    if global().stats().acquisitions > 0 {
+        all.push(global());
+    }
+    all
 }

@@ -82,6 +82,23 @@ impl Drop for Meta {
     }
 }
 
+#[cfg(not(unlocked_loom))]
+impl ReentrantLock<()> {
+    /// A keyed lock usable in a `static` (the global lock): found without any lookup.
+    pub(crate) const fn new_static(level: Level, key: &'static str) -> Self {
+        use lock_api::{GetThreadId, RawMutex as _};
+        Self {
+            meta: Meta {
+                level,
+                key,
+                stats: LockStats::new(),
+                always_check: std::sync::atomic::AtomicBool::new(false),
+            },
+            inner: Inner::const_new(RawMutex::INIT, RawThreadId::INIT, ()),
+        }
+    }
+}
+
 impl<T> ReentrantLock<T> {
     /// An instance-level lock around `value`, labelled with the type name of `T` in
     /// [`report`](super::report).
@@ -195,15 +212,28 @@ impl<T: ?Sized> ReentrantLock<T> {
         LockGuard::new(self, guard, false)
     }
 
+    /// `lock()` with the order check: no `Result` in between (a violation panics right
+    /// here), so nothing larger than the guard goes through memory.
     #[inline(never)]
     fn lock_checked_or_panic(&self, location: &'static Location<'static>) -> LockGuard<'_, T> {
-        match self.acquire_checked(location, Wait::Forever) {
-            Ok(guard) => guard,
-            Err(Refused::Order(e)) => order_panic(e),
-            Err(Refused::Busy) => {
-                unreachable!("a blocking acquisition always ends holding the lock")
-            }
-        }
+        let site = LockSite {
+            level: self.meta.level,
+            key: self.meta.key,
+            location,
+        };
+        let recorded = match order::check_and_push(self.addr(), site) {
+            order::Pushed::Recorded => true,
+            order::Pushed::Full | order::Pushed::Reentry => false,
+            // Taken while the check was off, so not in the record: a re-entry, not refused.
+            order::Pushed::Refused if self.inner.is_owned_by_current_thread() => false,
+            order::Pushed::Refused => order_panic(order::violation(site)),
+        };
+        let guard = match self.inner.try_lock() {
+            Some(guard) => guard,
+            None => self.lock_contended(),
+        };
+        LockStats::bump_held(&self.meta.stats.acquisitions, 1);
+        LockGuard::new(self, guard, recorded)
     }
 
     #[cold]

@@ -22,7 +22,7 @@ pub(crate) struct LockStats {
 }
 
 impl LockStats {
-    pub(crate) fn new() -> Self {
+    pub(crate) const fn new() -> Self {
         Self {
             acquisitions: AtomicU64::new(0),
             contended: AtomicU64::new(0),
