@@ -407,6 +407,7 @@ impl<T: ?Sized> ReentrantLock<T> {
         Some(guard)
     }
 
+    #[inline(always)]
     fn addr(&self) -> usize {
         (self as *const Self).cast::<()>() as usize
     }
