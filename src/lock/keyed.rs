@@ -192,7 +192,7 @@ pub fn function<F: 'static>(_func: &F) -> &'static Lock {
 ///
 /// # Panics
 ///
-/// As [`ReentrantLock::lock`] on a lock-order violation, and if `func` panics (the lock is
+/// As [`ReentrantLock::lock`](super::ReentrantLock::lock) on a lock-order violation, and if `func` panics (the lock is
 /// released first).
 #[track_caller]
 pub fn locked<F, A, R>(func: F, args: A) -> R

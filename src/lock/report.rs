@@ -38,7 +38,7 @@ impl fmt::Display for Report {
 /// Collects the statistics of every keyed lock and every instance-lock label.
 ///
 /// Instance locks are counted when they are dropped (live ones keep their counts inside, see
-/// [`ReentrantLock::stats`]), so the report keeps no entry per object.
+/// [`ReentrantLock::stats`](super::ReentrantLock::stats)), so the report keeps no entry per object.
 pub fn report() -> Report {
     let mut entries: Vec<LockReport> = keyed::all().into_iter().map(|l| l.stats()).collect();
     let instance = stats::instance_entries();
