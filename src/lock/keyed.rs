@@ -282,10 +282,14 @@ macro_rules! function_lock {
 
 /// Every keyed lock created so far (the global one included), in no particular order.
 pub(crate) fn all() -> Vec<&'static Lock> {
-    let mut all = LOCKS.values();
+    let all = LOCKS.values();
     #[cfg(not(unlocked_loom))]
-    if global().stats().acquisitions > 0 {
-        all.push(global());
-    }
+    let all = {
+        let mut all = all;
+        if global().stats().acquisitions > 0 {
+            all.push(global());
+        }
+        all
+    };
     all
 }

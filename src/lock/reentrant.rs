@@ -10,8 +10,8 @@ use std::time::{Duration, Instant};
 use super::error::{LockOrderError, LockSite, TryLockError, TryLockForError};
 use super::level::Level;
 use super::order;
-use super::stats::{LockReport, LockStats, instance_aggregate};
-use crate::sync::{Ordering, RawMutex, RawThreadId};
+use super::stats::{LockReport, LockStats};
+use crate::sync::{RawMutex, RawThreadId};
 
 type Inner<T> = lock_api::ReentrantMutex<RawMutex, RawThreadId, T>;
 type InnerGuard<'a, T> = lock_api::ReentrantMutexGuard<'a, RawMutex, RawThreadId, T>;
@@ -76,8 +76,10 @@ impl Drop for Meta {
         // Not under loom: the aggregates are process-wide statics, which loom objects cannot
         // populate across model executions.
         #[cfg(not(unlocked_loom))]
-        if self.level == Level::Instance && self.stats.acquisitions.load(Ordering::Relaxed) > 0 {
-            instance_aggregate(self.key).absorb(&self.stats);
+        if self.level == Level::Instance
+            && self.stats.acquisitions.load(crate::sync::Ordering::Relaxed) > 0
+        {
+            super::stats::instance_aggregate(self.key).absorb(&self.stats);
         }
     }
 }

@@ -22,7 +22,18 @@ pub(crate) struct LockStats {
 }
 
 impl LockStats {
+    #[cfg(not(unlocked_loom))]
     pub(crate) const fn new() -> Self {
+        Self {
+            acquisitions: AtomicU64::new(0),
+            contended: AtomicU64::new(0),
+            wait_ns: AtomicU64::new(0),
+        }
+    }
+
+    /// Loom's atomics cannot be built in a `const`.
+    #[cfg(unlocked_loom)]
+    pub(crate) fn new() -> Self {
         Self {
             acquisitions: AtomicU64::new(0),
             contended: AtomicU64::new(0),
