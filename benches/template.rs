@@ -241,5 +241,63 @@ fn lookup_render(c: &mut Criterion) {
     g.finish();
 }
 
-criterion_group!(benches, lookup, lookup_render);
+/// The convenience path against a kept reader (issue 14): `TemplateCache::render` keeps a
+/// per-thread snapshot, so it should cost what `Reader::render` costs; `temporary-reader`
+/// is what `render` did before (a new reader per call: an `Arc` clone and drop per render).
+fn convenience(c: &mut Criterion) {
+    let (dir, names) = fixture();
+    let names = &names;
+    let cache: TemplateCache<MiniJinja, LockFree> =
+        TemplateCache::new(MiniJinja::new(), FileSystemLoader::new([dir.path()]));
+    warm(&cache, names);
+    let ctx = |i| Ctx {
+        name: "World",
+        n: i,
+    };
+    let mut g = c.benchmark_group("template/convenience");
+    for threads in [1, 2] {
+        g.bench_with_input(BenchmarkId::new("reader", threads), &threads, |b, &t| {
+            b.iter_custom(|iters| {
+                parallel(iters, t, &|| {
+                    let mut reader = cache.reader();
+                    move |i| {
+                        let name = &names[i as usize % NAMES];
+                        black_box(reader.render(name, &ctx(i)).unwrap());
+                    }
+                })
+            })
+        });
+        g.bench_with_input(
+            BenchmarkId::new("cache.render", threads),
+            &threads,
+            |b, &t| {
+                b.iter_custom(|iters| {
+                    parallel(iters, t, &|| {
+                        |i| {
+                            let name = &names[i as usize % NAMES];
+                            black_box(cache.render(name, &ctx(i)).unwrap());
+                        }
+                    })
+                })
+            },
+        );
+        g.bench_with_input(
+            BenchmarkId::new("temporary-reader", threads),
+            &threads,
+            |b, &t| {
+                b.iter_custom(|iters| {
+                    parallel(iters, t, &|| {
+                        |i| {
+                            let name = &names[i as usize % NAMES];
+                            black_box(cache.reader().render(name, &ctx(i)).unwrap());
+                        }
+                    })
+                })
+            },
+        );
+    }
+    g.finish();
+}
+
+criterion_group!(benches, lookup, lookup_render, convenience);
 criterion_main!(benches);

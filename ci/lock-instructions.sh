@@ -5,8 +5,10 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 command -v valgrind >/dev/null || { echo "notice: valgrind not installed; skipping"; exit 0; }
-cargo build --release --example lock_probe -q
-bin=target/release/examples/lock_probe
+profile="${PROFILE:-release}"   # PROFILE=bench reuses the bench build (same codegen, + debug info)
+cargo build --profile "$profile" --example lock_probe -q
+dir=$profile; [ "$profile" = bench ] && dir=release
+bin=target/$dir/examples/lock_probe
 ops=("$@")
 [ ${#ops[@]} -gt 0 ] || ops=(parking_lot parking_lot+nested std_mutex instance instance+nested
   instance+check global module_fn module_macro module_macro+nested module_macro+check class_fn

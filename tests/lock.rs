@@ -9,7 +9,8 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use unlocked::lock::{
-    self, Guarded, InstanceLock, Level, Lock, ReentrantLock, TryLockError, TryLockForError,
+    self, Guarded, GuardedError, InstanceLock, Level, Lock, ReentrantLock, TryLockError,
+    TryLockForError,
 };
 
 const THREADS: usize = 4;
@@ -208,7 +209,9 @@ struct OrderModel;
 fn order_violation_names_both_sites() {
     let function = unlocked::function_lock!();
     let class = lock::class::<OrderModel>();
-    let fine = function.lock();
+    // `checked_lock`: recorded in every build (a plain `lock()` is recorded only while the
+    // order check is on, so in release this test failed before).
+    let fine = function.checked_lock().unwrap();
     let fine_line = line!() - 1;
     let err = class.checked_lock().unwrap_err();
     let coarse_line = line!() - 1;
@@ -528,4 +531,54 @@ fn report_names_levels_and_keys() {
     assert_eq!(entry.level, Level::Module);
     assert!(entry.acquisitions >= 1);
     assert_eq!(report.hottest(1).len(), 1);
+}
+
+struct FallbackModel;
+
+/// Issue 14: the locks of the `Blocking` fallback (those a `Guarded` value lives under) are
+/// order-checked in every build, so a `Blocking` store touched out of order from inside
+/// another's locked section is refused in release as in debug (before: debug only).
+#[test]
+fn guarded_locks_are_order_checked_in_every_build() {
+    let sessions = Guarded::new(lock::module("tests::fallback::sessions"), 0_u32);
+    let models = Guarded::new(lock::class::<FallbackModel>(), 0_u32);
+    // In order: fine.
+    sessions.with(|s| models.with(|m| *m += *s + 1));
+    // Out of order: `with` panics with the lock-order message, in every build.
+    let result = catch_unwind(AssertUnwindSafe(|| {
+        models.with(|_| sessions.with(|s| *s += 1));
+    }));
+    let payload = result.expect_err("refused in every build");
+    let message = payload
+        .downcast_ref::<String>()
+        .map(String::as_str)
+        .unwrap_or_default();
+    assert!(message.contains("lock-order violation"), "{message}");
+    assert_eq!(sessions.with(|s| *s), 0, "the refused section did not run");
+    assert_eq!(lock::held_by_current_thread(), 0);
+    // Even when the outer lock is taken directly (as a store's `alters_data` does).
+    let result = catch_unwind(AssertUnwindSafe(|| {
+        let _outer = models.guarding_lock().lock();
+        sessions.with(|s| *s += 1);
+    }));
+    assert!(result.is_err(), "refused in every build");
+}
+
+/// The same refusal as a value: `Guarded::checked_with`.
+#[test]
+fn guarded_checked_with_returns_the_error() {
+    let sessions = Guarded::new(lock::module("tests::fallback::checked"), 0_u32);
+    let models = Guarded::new(lock::class::<FallbackModel>(), 0_u32);
+    let refused = models.with(|_| sessions.checked_with(|s| *s += 1));
+    match refused {
+        Err(GuardedError::Order(e)) => {
+            assert_eq!(e.acquiring.level, Level::Module);
+            assert_eq!(e.held.level, Level::Class);
+        }
+        other => panic!("unexpected {other:?}"),
+    }
+    // A nested access to the same value is the other error.
+    let nested = sessions.with(|_| sessions.checked_with(|_| ()));
+    assert!(matches!(nested, Err(GuardedError::Reentrant(_))));
+    assert_eq!(sessions.checked_with(|s| *s), Ok(0));
 }

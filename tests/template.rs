@@ -107,6 +107,18 @@ fn reset_starts_a_new_generation<S: Strategy>() {
     assert_eq!(reader.render("u.html", &()).unwrap(), "u2");
     assert_eq!(reader.get("t.html").unwrap().generation(), held + 1);
     assert_eq!(cache.engine().compiles_of("t.html"), 2);
+    // The convenience path keeps a per-thread snapshot: it must see a reset too.
+    assert_eq!(cache.render("t.html", &()).unwrap(), "v2");
+    write_files(dir.path(), &[("t.html", "v3")]);
+    cache.reset();
+    assert_eq!(cache.render("t.html", &()).unwrap(), "v3");
+    std::thread::scope(|s| {
+        s.spawn(|| {
+            write_files(dir.path(), &[("t.html", "v4")]);
+            cache.reset();
+        });
+    });
+    assert_eq!(cache.render("t.html", &()).unwrap(), "v4");
 }
 
 fn invalidate_one_name<S: Strategy>() {
@@ -401,7 +413,45 @@ fn thread_safety<S: Strategy>() {
     });
 }
 
+/// Issue 14: names holding quotes. `extends` of such a name must work while the cache is cold.
+fn quoted_names_extend_while_cold<S: Strategy>() {
+    let dir = dir_with(&[
+        ("don't.html", "<b>{% block x %}{% endblock %}</b>"),
+        (
+            "page.html",
+            r#"{% extends "don't.html" %}{% block x %}hi{% endblock %}"#,
+        ),
+        ("say \"hi\".html", "quoted"),
+        ("dq.html", r#"{% include 'say "hi".html' %}"#),
+    ]);
+    let cache = cache_over::<S>(&[dir.path()]);
+    assert_eq!(cache.render("page.html", &()).unwrap(), "<b>hi</b>");
+    assert_eq!(cache.render("dq.html", &()).unwrap(), "quoted");
+    assert_eq!(cache.engine().compiles_of("don't.html"), 1);
+}
+
+/// Issue 14: the first existing choice of an include list wins even if its name holds a quote.
+fn quoted_names_in_include_lists<S: Strategy>() {
+    let dir = dir_with(&[
+        ("a's.html", "A"),
+        ("b.html", "B"),
+        ("choice.html", r#"{% include ["a's.html", "b.html"] %}"#),
+        (
+            "missing-first.html",
+            r#"{% include ["gone's.html", "b.html"] %}"#,
+        ),
+    ]);
+    let cache = cache_over::<S>(&[dir.path()]);
+    let mut reader = cache.reader();
+    assert_eq!(reader.render("choice.html", &()).unwrap(), "A");
+    assert_eq!(reader.render("choice.html", &()).unwrap(), "A");
+    assert_eq!(reader.render("missing-first.html", &()).unwrap(), "B");
+    assert_eq!(cache.engine().compiles_of("b.html"), 1);
+}
+
 unlocked::strategy_tests!(
+    quoted_names_extend_while_cold,
+    quoted_names_in_include_lists,
     thread_safety,
     compile_started_before_reset_is_not_published,
     hits_compile_once,

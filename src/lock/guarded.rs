@@ -4,8 +4,8 @@ use std::cell::{RefCell, RefMut};
 use std::fmt;
 use std::ops::{Deref, DerefMut};
 
-use super::{Lock, LockGuard};
-use crate::error::ReentrantAccessError;
+use super::error::{GuardedError, ReentrantAccessError};
+use super::reentrant::{Lock, LockGuard};
 
 /// A value that is only reachable while holding a given keyed lock.
 ///
@@ -47,7 +47,13 @@ unsafe impl<T: ?Sized + Send> Sync for Guarded<T> {}
 
 impl<T> Guarded<T> {
     /// Puts `value` under `lock`.
-    pub const fn new(lock: &'static Lock, value: T) -> Self {
+    ///
+    /// From then on every acquisition of `lock` (through this value or not) is order-checked
+    /// in every build, not only while [`set_order_check`](super::set_order_check) is on: `lock`
+    /// is now a lock of the blocking fallback, where a violation must not pass silently in
+    /// release (see the [module docs](super#lock-order)).
+    pub fn new(lock: &'static Lock, value: T) -> Self {
+        lock.always_check();
         Self {
             lock,
             value: RefCell::new(value),
@@ -71,9 +77,9 @@ impl<T: ?Sized> Guarded<T> {
     /// # Panics
     ///
     /// If called from inside another access to this same value on this thread (use
-    /// [`try_with`](Self::try_with) to get that as an error), on a lock-order violation (as
-    /// [`ReentrantLock::lock`](super::ReentrantLock::lock)), and if `f` panics (the lock is
-    /// released first).
+    /// [`try_with`](Self::try_with) to get that as an error), on a lock-order violation (in
+    /// every build: see [`new`](Self::new); [`checked_with`](Self::checked_with) returns it as
+    /// a value), and if `f` panics (the lock is released first).
     #[track_caller]
     pub fn with<R>(&self, f: impl FnOnce(&mut T) -> R) -> R {
         let mut guard = self.lock();
@@ -85,6 +91,43 @@ impl<T: ?Sized> Guarded<T> {
     pub fn try_with<R>(&self, f: impl FnOnce(&mut T) -> R) -> Result<R, ReentrantAccessError> {
         let mut guard = self.try_lock_ref()?;
         Ok(f(&mut guard))
+    }
+
+    /// As [`with`](Self::with), but a lock-order violation or a nested access is an error
+    /// value, not a panic. The order is checked in every build.
+    ///
+    /// ```
+    /// use unlocked::lock::{self, Guarded, GuardedError, InstanceLock};
+    ///
+    /// let sessions = Guarded::new(lock::module("docs::checked_with"), 1_u32);
+    /// let instance = InstanceLock::new(());
+    /// assert_eq!(sessions.checked_with(|n| *n + 1), Ok(2));
+    /// // An instance lock is finer than a module lock: refused while it is held.
+    /// let _held = instance.checked_lock()?;
+    /// assert!(matches!(sessions.checked_with(|n| *n), Err(GuardedError::Order(_))));
+    /// # Ok::<(), unlocked::lock::LockOrderError>(())
+    /// ```
+    #[track_caller]
+    pub fn checked_with<R>(&self, f: impl FnOnce(&mut T) -> R) -> Result<R, GuardedError> {
+        let mut guard = self.checked_lock()?;
+        Ok(f(&mut guard))
+    }
+
+    /// As [`lock`](Self::lock), but a lock-order violation or a nested access is an error
+    /// value, not a panic.
+    #[track_caller]
+    pub fn checked_lock(&self) -> Result<GuardedMut<'_, T>, GuardedError> {
+        let lock_guard = self.lock.checked_lock()?;
+        let value = self
+            .value
+            .try_borrow_mut()
+            .map_err(|_| ReentrantAccessError {
+                lock: self.lock.key(),
+            })?;
+        Ok(GuardedMut {
+            value,
+            _lock: lock_guard,
+        })
     }
 
     /// Takes the lock and borrows the value; both are released when the guard drops.
@@ -134,6 +177,12 @@ pub struct GuardedMut<'a, T: ?Sized> {
     // Field order matters: the borrow ends before the lock is released.
     value: RefMut<'a, T>,
     _lock: LockGuard<'a>,
+}
+
+impl<T: ?Sized + fmt::Debug> fmt::Debug for GuardedMut<'_, T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Debug::fmt(&*self.value, f)
+    }
 }
 
 impl<T: ?Sized> Deref for GuardedMut<'_, T> {

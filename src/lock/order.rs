@@ -15,8 +15,8 @@ use std::cell::Cell;
 use std::panic::Location;
 use std::sync::atomic::{AtomicBool, Ordering};
 
-use super::Level;
-use crate::error::{LockOrderError, LockSite};
+use super::error::{LockOrderError, LockSite};
+use super::level::Level;
 
 /// Whether acquisitions are checked and recorded. A plain std atomic, not the loom shim's: it
 /// is configuration, not part of a protocol, and must be usable from a `static`.

@@ -7,68 +7,23 @@ use std::ops::Deref;
 use std::panic::Location;
 use std::time::{Duration, Instant};
 
-use super::{Level, order};
-use crate::error::{LockOrderError, LockSite, TryLockError, TryLockForError};
-use crate::sync::{AtomicU64, Ordering, RawMutex, RawThreadId};
+use super::error::{LockOrderError, LockSite, TryLockError, TryLockForError};
+use super::level::Level;
+use super::order;
+use super::stats::{LockReport, LockStats};
+use crate::sync::{RawMutex, RawThreadId};
 
 type Inner<T> = lock_api::ReentrantMutex<RawMutex, RawThreadId, T>;
 type InnerGuard<'a, T> = lock_api::ReentrantMutexGuard<'a, RawMutex, RawThreadId, T>;
 
-/// Contention counters of one lock.
+/// A data-less reentrant lock: what the keyed levels hand out.
+pub type Lock = ReentrantLock<()>;
+
+/// An instance-level lock, embedded in the object it protects (optionally around data).
 ///
-/// `acquisitions` (re-entries included) and, on the slow path, `contended` and `wait_ns` are
-/// only written by the
-/// thread that holds the lock, so they are updated with a plain load and store (no
-/// read-modify-write, no extra cache-line transfer); readers may see them a moment late.
-pub(crate) struct LockStats {
-    pub(crate) acquisitions: AtomicU64,
-    pub(crate) contended: AtomicU64,
-    pub(crate) wait_ns: AtomicU64,
-}
-
-impl LockStats {
-    pub(crate) fn new() -> Self {
-        Self {
-            acquisitions: AtomicU64::new(0),
-            contended: AtomicU64::new(0),
-            wait_ns: AtomicU64::new(0),
-        }
-    }
-
-    /// Adds one to a counter owned by the lock holder.
-    #[inline]
-    fn bump_held(counter: &AtomicU64, by: u64) {
-        // Relaxed load + store: only the holder writes, and the lock's own Acquire/Release
-        // orders successive holders' writes, so no increment is lost.
-        counter.store(
-            counter.load(Ordering::Relaxed).wrapping_add(by),
-            Ordering::Relaxed,
-        );
-    }
-
-    /// Adds counters of a dropped lock into an aggregate shared by many (instance locks).
-    #[cfg_attr(unlocked_loom, allow(dead_code))]
-    pub(crate) fn absorb(&self, other: &LockStats) {
-        // Relaxed read-modify-writes: aggregates are shared by unrelated locks, so a plain
-        // store could lose a concurrent update; no other memory depends on these counters.
-        for (into, from) in [
-            (&self.acquisitions, &other.acquisitions),
-            (&self.contended, &other.contended),
-            (&self.wait_ns, &other.wait_ns),
-        ] {
-            into.fetch_add(from.load(Ordering::Relaxed), Ordering::Relaxed);
-        }
-    }
-
-    pub(crate) fn snapshot(&self) -> (u64, u64, Duration) {
-        // Relaxed: statistics, read without synchronising with the holder.
-        (
-            self.acquisitions.load(Ordering::Relaxed),
-            self.contended.load(Ordering::Relaxed),
-            Duration::from_nanos(self.wait_ns.load(Ordering::Relaxed)),
-        )
-    }
-}
+/// Two objects never share one, and dropping the object drops the lock: nothing is left in any
+/// registry.
+pub type InstanceLock<T = ()> = ReentrantLock<T>;
 
 /// A reentrant lock at one of the five [`Level`]s.
 ///
@@ -109,6 +64,11 @@ struct Meta {
     level: Level,
     key: &'static str,
     stats: LockStats,
+    /// Every acquisition of this lock is order-checked, whatever the global switch: set for
+    /// the locks the `Blocking` fallback keeps its data under (a [`Guarded`](super::Guarded)
+    /// was put under it). A plain std atomic (configuration, set once, like the global
+    /// switch); it sits next to the statistics, in a line the holder touches anyway.
+    always_check: std::sync::atomic::AtomicBool,
 }
 
 impl Drop for Meta {
@@ -116,8 +76,27 @@ impl Drop for Meta {
         // Not under loom: the aggregates are process-wide statics, which loom objects cannot
         // populate across model executions.
         #[cfg(not(unlocked_loom))]
-        if self.level == Level::Instance && self.stats.acquisitions.load(Ordering::Relaxed) > 0 {
-            super::instance_aggregate(self.key).absorb(&self.stats);
+        if self.level == Level::Instance
+            && self.stats.acquisitions.load(crate::sync::Ordering::Relaxed) > 0
+        {
+            super::stats::instance_aggregate(self.key).absorb(&self.stats);
+        }
+    }
+}
+
+#[cfg(not(unlocked_loom))]
+impl ReentrantLock<()> {
+    /// A keyed lock usable in a `static` (the global lock): found without any lookup.
+    pub(crate) const fn new_static(level: Level, key: &'static str) -> Self {
+        use lock_api::{GetThreadId, RawMutex as _};
+        Self {
+            meta: Meta {
+                level,
+                key,
+                stats: LockStats::new(),
+                always_check: std::sync::atomic::AtomicBool::new(false),
+            },
+            inner: Inner::const_new(RawMutex::INIT, RawThreadId::INIT, ()),
         }
     }
 }
@@ -141,6 +120,7 @@ impl<T> ReentrantLock<T> {
                 level,
                 key,
                 stats: LockStats::new(),
+                always_check: std::sync::atomic::AtomicBool::new(false),
             },
             inner: Inner::new(value),
         };
@@ -188,18 +168,40 @@ impl<T: ?Sized> ReentrantLock<T> {
         self.meta.key
     }
 
+    /// Makes every later acquisition of this lock order-checked, whatever
+    /// [`set_order_check`](super::set_order_check) says (the locks of the `Blocking`
+    /// fallback; see [`Guarded::new`](super::Guarded::new)).
+    pub(crate) fn always_check(&self) {
+        // Relaxed: configuration; see `order::enabled`.
+        self.meta
+            .always_check
+            .store(true, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    /// Whether this acquisition is order-checked: the global switch, or this lock's own.
+    #[inline]
+    fn check_on(&self) -> bool {
+        // Relaxed: configuration flags, see `order::enabled`.
+        order::enabled()
+            || self
+                .meta
+                .always_check
+                .load(std::sync::atomic::Ordering::Relaxed)
+    }
+
     /// Acquires the lock, blocking until it is free (or at once if this thread holds it).
     ///
     /// # Panics
     ///
-    /// While the lock-order check is on (debug builds, the `lock-order` feature, or
-    /// [`set_order_check(true)`](super::set_order_check)), panics with a
+    /// While the lock-order check is on (debug builds, the `lock-order` feature,
+    /// [`set_order_check(true)`](super::set_order_check), and always for a lock that a
+    /// [`Guarded`](super::Guarded) value lives under), panics with a
     /// [`LockOrderError`] message naming both acquisition sites if this thread holds a finer
     /// lock. Use [`checked_lock`](Self::checked_lock) to get the error as a value instead.
     #[track_caller]
     #[inline]
     pub fn lock(&self) -> LockGuard<'_, T> {
-        if order::enabled() {
+        if self.check_on() {
             return self.lock_checked_or_panic(Location::caller());
         }
         // The fast path, kept small enough to inline: one relaxed load above, the mutex's own
@@ -212,15 +214,28 @@ impl<T: ?Sized> ReentrantLock<T> {
         LockGuard::new(self, guard, false)
     }
 
+    /// `lock()` with the order check: no `Result` in between (a violation panics right
+    /// here), so nothing larger than the guard goes through memory.
     #[inline(never)]
     fn lock_checked_or_panic(&self, location: &'static Location<'static>) -> LockGuard<'_, T> {
-        match self.acquire_checked(location, Wait::Forever) {
-            Ok(guard) => guard,
-            Err(Refused::Order(e)) => order_panic(e),
-            Err(Refused::Busy) => {
-                unreachable!("a blocking acquisition always ends holding the lock")
-            }
-        }
+        let site = LockSite {
+            level: self.meta.level,
+            key: self.meta.key,
+            location,
+        };
+        let recorded = match order::check_and_push(self.addr(), site) {
+            order::Pushed::Recorded => true,
+            order::Pushed::Full | order::Pushed::Reentry => false,
+            // Taken while the check was off, so not in the record: a re-entry, not refused.
+            order::Pushed::Refused if self.inner.is_owned_by_current_thread() => false,
+            order::Pushed::Refused => order_panic(order::violation(site)),
+        };
+        let guard = match self.inner.try_lock() {
+            Some(guard) => guard,
+            None => self.lock_contended(),
+        };
+        LockStats::bump_held(&self.meta.stats.acquisitions, 1);
+        LockGuard::new(self, guard, recorded)
     }
 
     #[cold]
@@ -248,7 +263,7 @@ impl<T: ?Sized> ReentrantLock<T> {
     /// Acquires the lock if that needs no waiting.
     #[track_caller]
     pub fn try_lock(&self) -> Result<LockGuard<'_, T>, TryLockError> {
-        match self.acquire(Location::caller(), Wait::Never, order::enabled()) {
+        match self.acquire(Location::caller(), Wait::Never, self.check_on()) {
             Ok(guard) => Ok(guard),
             Err(Refused::Order(e)) => Err(TryLockError::Order(e)),
             Err(Refused::Busy) => Err(TryLockError::WouldBlock),
@@ -258,7 +273,7 @@ impl<T: ?Sized> ReentrantLock<T> {
     /// Acquires the lock, waiting at most `timeout`.
     #[track_caller]
     pub fn try_lock_for(&self, timeout: Duration) -> Result<LockGuard<'_, T>, TryLockForError> {
-        match self.acquire(Location::caller(), Wait::For(timeout), order::enabled()) {
+        match self.acquire(Location::caller(), Wait::For(timeout), self.check_on()) {
             Ok(guard) => Ok(guard),
             Err(Refused::Order(e)) => Err(TryLockForError::Order(e)),
             Err(Refused::Busy) => Err(TryLockForError::Timeout(timeout)),
@@ -294,9 +309,9 @@ impl<T: ?Sized> ReentrantLock<T> {
     }
 
     /// This lock's contention statistics.
-    pub fn stats(&self) -> super::LockReport {
+    pub fn stats(&self) -> LockReport {
         let (acquisitions, contended, wait) = self.meta.stats.snapshot();
-        super::LockReport {
+        LockReport {
             level: self.meta.level,
             key: self.meta.key,
             acquisitions,
@@ -394,6 +409,7 @@ impl<T: ?Sized> ReentrantLock<T> {
         Some(guard)
     }
 
+    #[inline(always)]
     fn addr(&self) -> usize {
         (self as *const Self).cast::<()>() as usize
     }

@@ -1,24 +1,27 @@
-//! Cache internals shared by both strategies, and the two back ends (hidden).
+//! Cache internals shared by both back ends: the engine, loader and clock ([`Shared`]), the
+//! entries of one generation ([`State`]), and what a lookup returns.
+
+// Public items of a private module (see `backend`).
+#![allow(unreachable_pub)]
 
 use std::collections::HashMap;
-use std::path::PathBuf;
+use std::fmt;
+use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use super::Template;
 use super::engine::Engine;
 use super::error::{GetError, LoadError};
 use super::loader::{FileSystemLoader, Stamp};
-use crate::lock::Guarded;
-use crate::sync::{Arc, AtomicU64, Mutex, Ordering, Snapshot, SnapshotReader};
+use crate::sync::{Arc, AtomicU64, Ordering};
 
-type Hasher = foldhash::fast::FixedState;
+pub(crate) type Hasher = foldhash::fast::FixedState;
 
-fn hasher() -> Hasher {
+pub(crate) fn hasher() -> Hasher {
     foldhash::fast::FixedState::with_seed(0x7e3a_11ce)
 }
 
 /// The outcome of loading and compiling one name.
-type LoadResult<E> = Result<Arc<Loaded<E>>, GetError<<E as Engine>::Error>>;
+pub(crate) type LoadResult<E> = Result<Arc<Loaded<E>>, GetError<<E as Engine>::Error>>;
 
 /// Entries to drop on autoreload: the name, and the compiled template (`None` for a miss).
 type StaleEntries<E> = Vec<(Box<str>, Option<Arc<Loaded<E>>>)>;
@@ -31,6 +34,15 @@ pub struct Shared<E: Engine> {
     epoch: Instant,
     next_check_ms: AtomicU64,
     generations: AtomicU64,
+}
+
+impl<E: Engine> std::fmt::Debug for Shared<E> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Shared")
+            .field("loader", &self.loader)
+            .field("autoreload", &self.autoreload)
+            .finish_non_exhaustive()
+    }
 }
 
 impl<E: Engine> Shared<E> {
@@ -46,7 +58,7 @@ impl<E: Engine> Shared<E> {
     }
 
     /// A fresh, empty state with a new generation number.
-    fn new_state(&self) -> State<E> {
+    pub(crate) fn new_state(&self) -> State<E> {
         // Relaxed: the number only has to be unique; it is published inside the state.
         let generation = self.generations.fetch_add(1, Ordering::Relaxed);
         State {
@@ -59,7 +71,7 @@ impl<E: Engine> Shared<E> {
     /// Whether this caller should check the cached files now (autoreload): at most one caller
     /// per interval wins.
     #[inline]
-    fn reload_due(&self) -> bool {
+    pub(crate) fn reload_due(&self) -> bool {
         let Some(every) = self.autoreload else {
             return false;
         };
@@ -80,7 +92,7 @@ impl<E: Engine> Shared<E> {
     }
 
     /// Loads and compiles `name` for `state`'s generation. Takes no lock.
-    fn load_compile(
+    pub(crate) fn load_compile(
         &self,
         state: &State<E>,
         name: &str,
@@ -109,7 +121,7 @@ pub struct Loaded<E: Engine> {
     pub(crate) name: Box<str>,
     pub(crate) compiled: E::Compiled,
     pub(crate) path: PathBuf,
-    stamp: Stamp,
+    pub(crate) stamp: Stamp,
     pub(crate) generation: u64,
     pub(crate) engine_gen: Arc<E::Generation>,
 }
@@ -134,13 +146,13 @@ impl<E: Engine> Clone for Slot<E> {
 
 /// One generation's entries.
 pub struct State<E: Engine> {
-    generation: u64,
-    engine_gen: Arc<E::Generation>,
-    map: HashMap<Box<str>, Slot<E>, Hasher>,
+    pub(crate) generation: u64,
+    pub(crate) engine_gen: Arc<E::Generation>,
+    pub(crate) map: HashMap<Box<str>, Slot<E>, Hasher>,
 }
 
 impl<E: Engine> State<E> {
-    fn with_map(&self, map: HashMap<Box<str>, Slot<E>, Hasher>) -> Self {
+    pub(crate) fn with_map(&self, map: HashMap<Box<str>, Slot<E>, Hasher>) -> Self {
         Self {
             generation: self.generation,
             engine_gen: Arc::clone(&self.engine_gen),
@@ -149,7 +161,7 @@ impl<E: Engine> State<E> {
     }
 
     /// Names whose file changed or vanished (autoreload), and every cached miss.
-    fn stale(&self) -> StaleEntries<E> {
+    pub(crate) fn stale(&self) -> StaleEntries<E> {
         self.map
             .iter()
             .filter_map(|(name, slot)| match slot {
@@ -163,7 +175,9 @@ impl<E: Engine> State<E> {
     }
 }
 
-fn slot_result<'r, E: Engine>(slot: &'r Slot<E>) -> Result<Template<'r, E>, GetError<E::Error>> {
+pub(crate) fn slot_result<'r, E: Engine>(
+    slot: &'r Slot<E>,
+) -> Result<Template<'r, E>, GetError<E::Error>> {
     match slot {
         Slot::Found(l) => Ok(Template::borrowed(l)),
         Slot::Missing(e) => Err(GetError::Load(LoadError::clone(e))),
@@ -171,7 +185,9 @@ fn slot_result<'r, E: Engine>(slot: &'r Slot<E>) -> Result<Template<'r, E>, GetE
 }
 
 /// The slot to publish for a load result, if it is cacheable.
-fn cacheable<E: Engine>(result: &Result<Arc<Loaded<E>>, GetError<E::Error>>) -> Option<Slot<E>> {
+pub(crate) fn cacheable<E: Engine>(
+    result: &Result<Arc<Loaded<E>>, GetError<E::Error>>,
+) -> Option<Slot<E>> {
     match result {
         Ok(l) => Some(Slot::Found(Arc::clone(l))),
         Err(GetError::Load(e)) if e.is_not_found() => Some(Slot::Missing(Arc::new(e.clone()))),
@@ -179,433 +195,67 @@ fn cacheable<E: Engine>(result: &Result<Arc<Loaded<E>>, GetError<E::Error>>) -> 
     }
 }
 
-/// How a strategy stores and finds templates (hidden; selected by
-/// [`TemplateStrategy`](super::strategy::TemplateStrategy)).
-pub trait Backend<E: Engine>: Send + Sync + Sized {
-    /// A per-thread handle (it may move to another thread with its task).
-    type Reader<'a>: Send
-    where
-        Self: 'a;
-    /// A back end with one empty generation.
-    fn new(shared: &Shared<E>) -> Self;
-    /// A handle for one thread.
-    fn reader(&self) -> Self::Reader<'_>;
-    /// Looks `name` up, loading and compiling it on a miss.
-    fn get<'r>(
-        reader: &'r mut Self::Reader<'_>,
-        shared: &Shared<E>,
-        name: &str,
-    ) -> Result<Template<'r, E>, GetError<E::Error>>;
-    /// Drops every entry; starts a new generation.
-    fn reset(&self, shared: &Shared<E>);
-    /// Drops `name`'s entry; whether there was one.
-    fn invalidate(&self, shared: &Shared<E>, name: &str) -> bool;
-    /// The current generation number.
-    fn generation(&self) -> u64;
-    /// How many names are cached (found or missing).
-    fn cached_count(&self) -> usize;
+/// A compiled template found by [`Reader::get`](super::Reader::get): borrowed from the reader on a lock-free hit,
+/// shared by `Arc` otherwise.
+pub struct Template<'r, E: Engine> {
+    inner: TemplateRef<'r, E>,
 }
 
-// ---------------------------------------------------------------------------------------------
-// Lock-free back end
-
-/// A concurrent miss in progress: the leader holds `result`'s mutex while it loads and
-/// compiles; the others wait on that mutex and then reuse the result.
-pub struct Flight<E: Engine> {
-    generation: u64,
-    result: Mutex<Option<LoadResult<E>>>,
+enum TemplateRef<'r, E: Engine> {
+    Borrowed(&'r Loaded<E>),
+    Owned(Arc<Loaded<E>>),
 }
 
-/// Copy-on-write snapshots behind arc-swap; single-flight misses.
-pub struct LockFreeBackend<E: Engine> {
-    cell: Snapshot<State<E>>,
-    /// In-flight misses by name. Only the miss path takes this mutex, briefly (never while
-    /// loading or compiling); the hit path never touches it.
-    flights: Mutex<HashMap<Box<str>, Arc<Flight<E>>, Hasher>>,
-}
-
-/// Per-thread reader of [`LockFreeBackend`].
-pub struct LockFreeReader<'a, E: Engine> {
-    backend: &'a LockFreeBackend<E>,
-    snap: SnapshotReader<'a, State<E>>,
-}
-
-impl<E: Engine> LockFreeBackend<E> {
-    fn from_state(state: State<E>) -> Self {
+impl<'r, E: Engine> Template<'r, E> {
+    #[inline]
+    pub(crate) fn borrowed(loaded: &'r Arc<Loaded<E>>) -> Self {
         Self {
-            cell: Snapshot::new(state),
-            flights: Mutex::new(HashMap::with_hasher(hasher())),
+            inner: TemplateRef::Borrowed(loaded),
         }
     }
 
-    /// The miss path: single-flight load, compile and publish.
-    fn miss(&self, shared: &Shared<E>, name: &str) -> Result<Arc<Loaded<E>>, GetError<E::Error>> {
-        FileSystemLoader::check_name(name)?;
-        self.single_flight(name, |state| shared.load_compile(state, name))
-    }
-
-    /// Runs `load` for `name` once among concurrent callers of one generation, publishes its
-    /// result (if cacheable) and hands it to every caller.
-    fn single_flight(
-        &self,
-        name: &str,
-        load: impl FnOnce(&State<E>) -> Result<Arc<Loaded<E>>, GetError<E::Error>>,
-    ) -> Result<Arc<Loaded<E>>, GetError<E::Error>> {
-        let mut load = Some(load);
-        loop {
-            let mut flights = self.flights.lock();
-            // Re-check under the registry lock: a leader publishes before it deregisters (under
-            // this lock), so either its flight is still here or its result is in the snapshot.
-            let current = self.cell.load_full();
-            match current.map.get(name) {
-                Some(Slot::Found(l)) => return Ok(Arc::clone(l)),
-                Some(Slot::Missing(e)) => return Err(GetError::Load(LoadError::clone(e))),
-                None => {}
-            }
-            if let Some(flight) = flights.get(name) {
-                if flight.generation == current.generation {
-                    let flight = Arc::clone(flight);
-                    drop(flights);
-                    let done = flight.result.lock();
-                    if let Some(result) = done.as_ref() {
-                        return result.clone();
-                    }
-                    // The leader panicked before finishing: drop its flight and retry.
-                    drop(done);
-                    let mut flights = self.flights.lock();
-                    if flights.get(name).is_some_and(|f| Arc::ptr_eq(f, &flight)) {
-                        flights.remove(name);
-                    }
-                    continue;
-                }
-            }
-            // Lead this miss.
-            let flight = Arc::new(Flight {
-                generation: current.generation,
-                result: Mutex::new(None),
-            });
-            let mut done = flight.result.lock();
-            flights.insert(name.into(), Arc::clone(&flight));
-            drop(flights);
-
-            let load = load.take().expect("a leader runs `load` once and returns");
-            let result = load(&current);
-            if let Some(slot) = cacheable(&result) {
-                self.publish(current, name, slot);
-            }
-            *done = Some(result.clone());
-            let mut flights = self.flights.lock();
-            if flights.get(name).is_some_and(|f| Arc::ptr_eq(f, &flight)) {
-                flights.remove(name);
-            }
-            drop(flights);
-            drop(done);
-            return result;
-        }
-    }
-
-    /// Publishes `slot` for `name` into `base`'s generation; gives up if the generation was
-    /// reset meanwhile (a stale compile never enters a newer generation).
-    fn publish(&self, mut seen: Arc<State<E>>, name: &str, slot: Slot<E>) {
-        let generation = seen.generation;
-        loop {
-            if seen.generation != generation || seen.map.contains_key(name) {
-                return;
-            }
-            let mut map = seen.map.clone();
-            map.insert(name.into(), slot.clone());
-            let next = Arc::new(seen.with_map(map));
-            let found = self.cell.compare_and_swap(&seen, next);
-            if Arc::ptr_eq(&found, &seen) {
-                return;
-            }
-            seen = found;
-        }
-    }
-
-    /// Removes `name` if its slot is `expected` (any slot when `None`).
-    fn remove(&self, shared: &Shared<E>, name: &str, expected: Option<&Arc<Loaded<E>>>) -> bool {
-        let mut seen = self.cell.load_full();
-        loop {
-            let removed = match (seen.map.get(name), expected) {
-                (None, _) => return false,
-                (Some(Slot::Found(l)), Some(want)) if !Arc::ptr_eq(l, want) => return false,
-                (Some(slot), _) => slot.clone(),
-            };
-            let mut map = seen.map.clone();
-            map.remove(name);
-            let next = Arc::new(seen.with_map(map));
-            let found = self.cell.compare_and_swap(&seen, next);
-            if Arc::ptr_eq(&found, &seen) {
-                // Only after readers can no longer find it in the cache: tell the engine.
-                if let Slot::Found(l) = removed {
-                    shared.engine.forget(&l.engine_gen, name, &l.compiled);
-                }
-                return true;
-            }
-            seen = found;
-        }
-    }
-
-    fn reload_stale(&self, shared: &Shared<E>) {
-        let state = self.cell.load_full();
-        for (name, loaded) in state.stale() {
-            self.remove(shared, &name, loaded.as_ref());
-        }
-    }
-}
-
-impl<E: Engine> Backend<E> for LockFreeBackend<E> {
-    type Reader<'a> = LockFreeReader<'a, E>;
-
-    fn new(shared: &Shared<E>) -> Self {
-        Self::from_state(shared.new_state())
-    }
-
-    fn reader(&self) -> LockFreeReader<'_, E> {
-        LockFreeReader {
-            backend: self,
-            snap: self.cell.reader(),
+    pub(crate) fn owned(loaded: Arc<Loaded<E>>) -> Self {
+        Self {
+            inner: TemplateRef::Owned(loaded),
         }
     }
 
     #[inline]
-    fn get<'r>(
-        reader: &'r mut LockFreeReader<'_, E>,
-        shared: &Shared<E>,
-        name: &str,
-    ) -> Result<Template<'r, E>, GetError<E::Error>> {
-        let backend = reader.backend;
-        if shared.reload_due() {
-            backend.reload_stale(shared);
+    pub(crate) fn loaded(&self) -> &Loaded<E> {
+        match &self.inner {
+            TemplateRef::Borrowed(l) => l,
+            TemplateRef::Owned(l) => l,
         }
-        // Hit path: one atomic load re-validates the thread's snapshot, then a hash lookup.
-        // No lock, no reference count: the template is borrowed from the reader's snapshot.
-        let state = reader.snap.load();
-        if let Some(slot) = state.map.get(name) {
-            return slot_result(slot);
-        }
-        backend.miss(shared, name).map(Template::owned)
     }
 
-    fn reset(&self, shared: &Shared<E>) {
-        self.cell.store(Arc::new(shared.new_state()));
+    /// The template's name.
+    pub fn name(&self) -> &str {
+        &self.loaded().name
     }
 
-    fn invalidate(&self, shared: &Shared<E>, name: &str) -> bool {
-        self.remove(shared, name, None)
+    /// The engine's compiled template.
+    #[inline]
+    pub fn compiled(&self) -> &E::Compiled {
+        &self.loaded().compiled
     }
 
-    fn generation(&self) -> u64 {
-        self.cell.load().generation
+    /// The file it was loaded from.
+    pub fn path(&self) -> &Path {
+        &self.loaded().path
     }
 
-    fn cached_count(&self) -> usize {
-        self.cell.load().map.len()
+    /// The generation it was compiled in.
+    pub fn generation(&self) -> u64 {
+        self.loaded().generation
     }
 }
 
-// ---------------------------------------------------------------------------------------------
-// Blocking back end
-
-fn blocking_lock() -> &'static crate::lock::Lock {
-    crate::function_lock!()
-}
-
-/// One map under the template loader's function-level lock; loading and compiling happen
-/// under that lock (the Django threading spec's proposal).
-pub struct BlockingBackend<E: Engine> {
-    state: Guarded<State<E>>,
-}
-
-impl<E: Engine> BlockingBackend<E> {
-    fn reload_stale(&self, shared: &Shared<E>) {
-        let mut state = self.state.lock();
-        for (name, loaded) in state.stale() {
-            state.map.remove(&name);
-            if let Some(l) = loaded {
-                shared.engine.forget(&l.engine_gen, &name, &l.compiled);
-            }
-        }
-    }
-}
-
-impl<E: Engine> Backend<E> for BlockingBackend<E> {
-    type Reader<'a> = &'a BlockingBackend<E>;
-
-    fn new(shared: &Shared<E>) -> Self {
-        Self {
-            state: Guarded::new(blocking_lock(), shared.new_state()),
-        }
-    }
-
-    fn reader(&self) -> &BlockingBackend<E> {
-        self
-    }
-
-    fn get<'r>(
-        reader: &'r mut &BlockingBackend<E>,
-        shared: &Shared<E>,
-        name: &str,
-    ) -> Result<Template<'r, E>, GetError<E::Error>> {
-        let backend = *reader;
-        if shared.reload_due() {
-            backend.reload_stale(shared);
-        }
-        let mut state = backend.state.lock();
-        if let Some(slot) = state.map.get(name) {
-            return match slot {
-                Slot::Found(l) => Ok(Template::owned(Arc::clone(l))),
-                Slot::Missing(e) => Err(GetError::Load(LoadError::clone(e))),
-            };
-        }
-        FileSystemLoader::check_name(name)?;
-        // Loaded and compiled under the lock: concurrent misses wait for this one.
-        let result = shared.load_compile(&state, name);
-        if let Some(slot) = cacheable(&result) {
-            state.map.insert(name.into(), slot);
-        }
-        result.map(Template::owned)
-    }
-
-    fn reset(&self, shared: &Shared<E>) {
-        let fresh = shared.new_state();
-        let old = std::mem::replace(&mut *self.state.lock(), fresh);
-        drop(old); // outside the lock
-    }
-
-    fn invalidate(&self, shared: &Shared<E>, name: &str) -> bool {
-        let mut state = self.state.lock();
-        match state.map.remove(name) {
-            Some(Slot::Found(l)) => {
-                shared.engine.forget(&l.engine_gen, name, &l.compiled);
-                true
-            }
-            Some(Slot::Missing(_)) => true,
-            None => false,
-        }
-    }
-
-    fn generation(&self) -> u64 {
-        self.state.lock().generation
-    }
-
-    fn cached_count(&self) -> usize {
-        self.state.lock().map.len()
-    }
-}
-
-#[cfg(all(test, unlocked_loom))]
-mod loom_model {
-    use super::*;
-    use crate::sync::AtomicUsize;
-    use crate::template::RenderFailure;
-
-    struct Dummy;
-
-    impl Engine for Dummy {
-        type Generation = ();
-        type Compiled = u64;
-        type Error = std::fmt::Error;
-        type RenderError = std::fmt::Error;
-        fn new_generation(&self) {}
-        fn compile(&self, _: &(), _: &str, _: String) -> Result<u64, std::fmt::Error> {
-            Ok(0)
-        }
-        fn render<C: serde::Serialize + ?Sized>(
-            &self,
-            _: &(),
-            _: &str,
-            _: &u64,
-            _: &C,
-        ) -> Result<String, RenderFailure<std::fmt::Error>> {
-            Ok(String::new())
-        }
-    }
-
-    fn loaded(state: &State<Dummy>, value: u64) -> Arc<Loaded<Dummy>> {
-        Arc::new(Loaded {
-            name: "x".into(),
-            compiled: value,
-            path: PathBuf::new(),
-            stamp: Stamp::ZERO,
-            generation: state.generation,
-            engine_gen: Arc::clone(&state.engine_gen),
-        })
-    }
-
-    fn builder() -> loom::model::Builder {
-        let mut b = loom::model::Builder::new();
-        b.preemption_bound = Some(3);
-        b
-    }
-
-    fn setup() -> (Arc<Shared<Dummy>>, Arc<LockFreeBackend<Dummy>>) {
-        let shared = Arc::new(Shared::new(
-            Dummy,
-            FileSystemLoader::new::<[&str; 0], &str>([]),
-            None,
-        ));
-        let backend = Arc::new(LockFreeBackend::new(&shared));
-        (shared, backend)
-    }
-
-    /// Two concurrent misses of one name: one load, both get its result, and it is published.
-    #[test]
-    fn concurrent_misses_load_once() {
-        builder().check(|| {
-            let (_shared, backend) = setup();
-            let loads = Arc::new(AtomicUsize::new(0));
-            let miss = {
-                let (backend, loads) = (Arc::clone(&backend), Arc::clone(&loads));
-                move || {
-                    backend
-                        .single_flight("x", |state| {
-                            // Relaxed: a counter checked after the threads are joined.
-                            let n = loads.fetch_add(1, Ordering::Relaxed);
-                            Ok(loaded(state, n as u64 + 1))
-                        })
-                        .unwrap()
-                }
-            };
-            let other = loom::thread::spawn(miss.clone());
-            let a = miss();
-            let b = other.join().unwrap();
-            assert_eq!(loads.load(Ordering::Relaxed), 1, "loaded twice");
-            assert!(Arc::ptr_eq(&a, &b), "callers got different results");
-            match backend.cell.load_full().map.get("x") {
-                Some(Slot::Found(l)) => assert!(Arc::ptr_eq(l, &a)),
-                _ => panic!("result not published"),
-            }
-        });
-    }
-
-    /// A miss racing a reset never publishes into the new generation.
-    #[test]
-    fn miss_racing_reset_stays_in_its_generation() {
-        builder().check(|| {
-            let (shared, backend) = setup();
-            let resetter = {
-                let (backend, shared) = (Arc::clone(&backend), Arc::clone(&shared));
-                loom::thread::spawn(move || backend.reset(&shared))
-            };
-            let got = backend
-                .single_flight("x", |state| Ok(loaded(state, 1)))
-                .unwrap();
-            resetter.join().unwrap();
-            let state = backend.cell.load_full();
-            assert_eq!(state.generation, 1);
-            for slot in state.map.values() {
-                if let Slot::Found(l) = slot {
-                    assert_eq!(l.generation, state.generation, "stale publish");
-                }
-            }
-            // A later miss loads afresh in the new generation.
-            let again = backend
-                .single_flight("x", |state| Ok(loaded(state, 2)))
-                .unwrap();
-            assert_eq!(again.generation, 1);
-            assert!(got.generation <= 1);
-        });
+impl<E: Engine> fmt::Debug for Template<'_, E> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Template")
+            .field("name", &self.name())
+            .field("path", &self.path())
+            .field("generation", &self.generation())
+            .finish_non_exhaustive()
     }
 }

@@ -8,6 +8,7 @@
 //! template clones the current environment — which shares every compiled template by `Arc`,
 //! so nothing is recompiled — adds the one new template, and publishes the clone.
 
+use std::cell::RefCell;
 use std::collections::HashMap;
 use std::fmt;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -51,10 +52,12 @@ impl MiniJinja {
     }
 
     /// An engine whose generations start from `base` (configure filters, globals, syntax,
-    /// undefined behaviour there). Templates already in `base` are dropped: templates come
-    /// from the cache's loader.
+    /// undefined behaviour there). Templates already in `base` are dropped, and a loader set
+    /// on `base` is replaced: templates come from the cache's loader (the engine installs a
+    /// loader of its own that only records which names a render asked for).
     pub fn with_environment(mut base: Environment<'static>) -> Self {
         base.clear_templates();
+        base.set_loader(record_request);
         Self { base }
     }
 }
@@ -193,59 +196,86 @@ impl Engine for MiniJinja {
     ) -> Result<String, RenderFailure<minijinja::Error>> {
         generation.cell.with_dependent(|_, envs| {
             let version = envs.current.load();
+            let recording = Recording::start();
             let result = version
                 .env
                 .get_template(name)
                 .and_then(|t| t.render(Value::from(minijinja::value::Serde(context))));
-            result.map_err(|e| match missing_names(&e) {
-                Some(names) => RenderFailure::MissingDependency(names),
-                None => RenderFailure::Failed(e),
+            let requested = recording.finish();
+            result.map_err(|e| {
+                if !requested.is_empty() && not_found_in_chain(&e) {
+                    RenderFailure::MissingDependency(requested)
+                } else {
+                    RenderFailure::Failed(e)
+                }
             })
         })
     }
 }
 
-/// The names minijinja could not find, from the innermost `TemplateNotFound` in `e`'s chain
-/// (an include inside an included template arrives wrapped in `BadInclude`). minijinja has no
-/// structured field for the name, so the message is parsed: `template "NAME" does not exist`
-/// (extends, import), `tried to include non-existing template 'NAME'` and `tried to include one
-/// of multiple templates, none of which existed [...]` (include). Names holding quotes or
-/// backslashes are refused by the loader anyway, so only plain quoted names are taken.
-fn missing_names(e: &minijinja::Error) -> Option<Vec<String>> {
-    let mut found = None;
+thread_local! {
+    /// The names minijinja asked for and did not have, during the render running on this
+    /// thread (`None` outside a render).
+    static REQUESTED: RefCell<Option<Vec<String>>> = const { RefCell::new(None) };
+}
+
+/// The loader installed in every generation's environment. minijinja calls it exactly when a
+/// lookup (`extends`, `include`, `import`, `get_template`) misses its own templates, with the
+/// final name (after path joining): recording that name is how the cache learns a render's
+/// missing dependencies, in lookup order, without reading error messages (any character the
+/// file-system loader accepts, quotes included, goes through unchanged). It never supplies a
+/// source: templates enter the environment only through [`Engine::compile`].
+fn record_request(name: &str) -> Result<Option<String>, minijinja::Error> {
+    REQUESTED.with(|r| {
+        if let Some(names) = r.borrow_mut().as_mut() {
+            if !names.iter().any(|n| n == name) {
+                names.push(name.to_owned());
+            }
+        }
+    });
+    Ok(None)
+}
+
+/// Records the requests of one render on this thread; restores the outer recording (a render
+/// nested in a filter or function) when dropped, also on unwind.
+struct Recording {
+    outer: Option<Vec<String>>,
+}
+
+impl Recording {
+    fn start() -> Self {
+        Self {
+            outer: REQUESTED.with(|r| r.replace(Some(Vec::new()))),
+        }
+    }
+
+    /// The names requested and not found since `start`.
+    fn finish(mut self) -> Vec<String> {
+        let outer = self.outer.take();
+        REQUESTED.with(|r| r.replace(outer)).unwrap_or_default()
+    }
+}
+
+impl Drop for Recording {
+    fn drop(&mut self) {
+        if let Some(outer) = self.outer.take() {
+            REQUESTED.with(|r| r.replace(Some(outer)));
+        }
+    }
+}
+
+/// Whether `e` or an error in its chain (an include inside an included template arrives
+/// wrapped in `BadInclude`) says a template was not found. Only the kind is read.
+fn not_found_in_chain(e: &minijinja::Error) -> bool {
     let mut cur: Option<&(dyn std::error::Error + 'static)> = Some(e);
     while let Some(err) = cur {
-        if let Some(mj) = err.downcast_ref::<minijinja::Error>() {
-            if mj.kind() == ErrorKind::TemplateNotFound {
-                if let Some(names) = mj.detail().and_then(parse_missing) {
-                    found = Some(names);
-                }
-            }
+        if err
+            .downcast_ref::<minijinja::Error>()
+            .is_some_and(|mj| mj.kind() == ErrorKind::TemplateNotFound)
+        {
+            return true;
         }
         cur = err.source();
     }
-    found
-}
-
-fn parse_missing(detail: &str) -> Option<Vec<String>> {
-    let quoted = if let Some(rest) = detail.strip_prefix("template ") {
-        rest.strip_suffix(" does not exist")?
-    } else if let Some(rest) = detail.strip_prefix("tried to include non-existing template ") {
-        rest
-    } else {
-        detail.strip_prefix("tried to include one of multiple templates, none of which existed ")?
-    };
-    let mut names = Vec::new();
-    let mut rest = quoted;
-    while let Some(open) = rest.find(['"', '\'']) {
-        let quote = rest[open..].chars().next()?;
-        let body = &rest[open + 1..];
-        let close = body.find(quote)?;
-        let name = &body[..close];
-        if !name.contains(['\\', '"', '\'']) {
-            names.push(name.to_owned());
-        }
-        rest = &body[close + 1..];
-    }
-    (!names.is_empty()).then_some(names)
+    false
 }

@@ -55,27 +55,24 @@
 //! across `.await` (it holds no lock, but it keeps its generation alive), and keep one
 //! [`Reader`] per task rather than sharing one.
 
-#[doc(hidden)]
-pub mod cache;
+pub(crate) mod backend;
+mod cache;
 mod engine;
 mod error;
 mod loader;
 mod minijinja;
-#[doc(hidden)]
-pub mod strategy;
 
 use std::fmt;
 use std::marker::PhantomData;
-use std::path::Path;
 use std::time::Duration;
 
 use serde::Serialize;
 
-use crate::sync::Arc;
 use crate::{LockFree, Strategy};
-use cache::{Backend, Loaded, Shared};
-use strategy::TemplateStrategy;
+use backend::{Backend, TemplateStrategy};
+use cache::Shared;
 
+pub use cache::Template;
 pub use engine::{Engine, RenderFailure};
 pub use error::{GetError, LoadError, RefusedReason, RenderError};
 pub use loader::{FileSystemLoader, Source, Stamp};
@@ -112,14 +109,32 @@ impl<E: Engine, S: Strategy> TemplateCache<E, S> {
         }
     }
 
-    /// Renders `name` with `context` through a temporary reader (convenient; a kept
-    /// [`Reader`] is faster).
+    /// Renders `name` with `context`, as [`Reader::render`] does.
+    ///
+    /// As cheap as a kept [`Reader`]: with [`LockFree`], the cache keeps one snapshot per
+    /// thread that has called `render`, re-validated by one atomic load per call, so a hit
+    /// takes no lock and bumps no shared count. (A thread's snapshot is refreshed on its next
+    /// call after a write; until then it keeps the generation it saw alive, as a kept reader
+    /// does.)
+    ///
+    /// ```
+    /// use unlocked::template::{FileSystemLoader, MiniJinja, TemplateCache};
+    ///
+    /// let dir = tempfile::tempdir()?;
+    /// std::fs::write(dir.path().join("hi.html"), "Hi {{ who }}")?;
+    /// let cache: TemplateCache<MiniJinja> =
+    ///     TemplateCache::new(MiniJinja::new(), FileSystemLoader::new([dir.path()]));
+    /// assert_eq!(cache.render("hi.html", &serde_json::json!({ "who": "you" }))?, "Hi you");
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn render<C: Serialize + ?Sized>(
         &self,
         name: &str,
         context: &C,
     ) -> Result<String, RenderError<E::Error, E::RenderError>> {
-        self.reader().render(name, context)
+        let shared = &self.shared;
+        self.backend
+            .with_local_reader(|inner| Reader::<'_, E, S>::render_in(shared, inner, name, context))
     }
 
     /// Drops every cached template and cached miss at once and starts a new generation.
@@ -190,6 +205,16 @@ pub struct Builder<E: Engine, S: Strategy = LockFree> {
     _strategy: PhantomData<S>,
 }
 
+impl<E: Engine, S: Strategy> fmt::Debug for Builder<E, S> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Builder")
+            .field("strategy", &S::KIND)
+            .field("dirs", &self.loader.dirs())
+            .field("autoreload", &self.autoreload)
+            .finish_non_exhaustive()
+    }
+}
+
 impl<E: Engine, S: Strategy> Builder<E, S> {
     /// A builder without autoreload.
     pub fn new(engine: E, loader: FileSystemLoader) -> Self {
@@ -242,9 +267,19 @@ impl<'c, E: Engine, S: Strategy> Reader<'c, E, S> {
         name: &str,
         context: &C,
     ) -> Result<String, RenderError<E::Error, E::RenderError>> {
-        let engine = &self.shared.engine;
+        Self::render_in(self.shared, &mut self.inner, name, context)
+    }
+
+    /// [`render`](Self::render) on any back-end reader (a kept one, or the thread's).
+    fn render_in<'i, C: Serialize + ?Sized>(
+        shared: &Shared<E>,
+        inner: &mut <BackendOf<E, S> as Backend<E>>::Reader<'i>,
+        name: &str,
+        context: &C,
+    ) -> Result<String, RenderError<E::Error, E::RenderError>> {
+        let engine = &shared.engine;
         for _ in 0..64 {
-            let template = self.get(name).map_err(RenderError::Get)?;
+            let template = BackendOf::<E, S>::get(inner, shared, name).map_err(RenderError::Get)?;
             let loaded = template.loaded();
             let deps = match engine.render(&loaded.engine_gen, name, &loaded.compiled, context) {
                 Ok(out) => return Ok(out),
@@ -255,7 +290,7 @@ impl<'c, E: Engine, S: Strategy> Reader<'c, E, S> {
             // Load the first candidate that exists; report the last failure if none does.
             let mut failure = None;
             for dep in &deps {
-                match self.get(dep) {
+                match BackendOf::<E, S>::get(inner, shared, dep) {
                     Ok(_) => {
                         failure = None;
                         break;
@@ -284,71 +319,6 @@ impl<E: Engine, S: Strategy> fmt::Debug for Reader<'_, E, S> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Reader")
             .field("strategy", &S::KIND)
-            .finish_non_exhaustive()
-    }
-}
-
-/// A compiled template found by [`Reader::get`]: borrowed from the reader on a lock-free hit,
-/// shared by `Arc` otherwise.
-pub struct Template<'r, E: Engine> {
-    inner: TemplateRef<'r, E>,
-}
-
-enum TemplateRef<'r, E: Engine> {
-    Borrowed(&'r Loaded<E>),
-    Owned(Arc<Loaded<E>>),
-}
-
-impl<'r, E: Engine> Template<'r, E> {
-    #[inline]
-    fn borrowed(loaded: &'r Arc<Loaded<E>>) -> Self {
-        Self {
-            inner: TemplateRef::Borrowed(loaded),
-        }
-    }
-
-    fn owned(loaded: Arc<Loaded<E>>) -> Self {
-        Self {
-            inner: TemplateRef::Owned(loaded),
-        }
-    }
-
-    #[inline]
-    fn loaded(&self) -> &Loaded<E> {
-        match &self.inner {
-            TemplateRef::Borrowed(l) => l,
-            TemplateRef::Owned(l) => l,
-        }
-    }
-
-    /// The template's name.
-    pub fn name(&self) -> &str {
-        &self.loaded().name
-    }
-
-    /// The engine's compiled template.
-    #[inline]
-    pub fn compiled(&self) -> &E::Compiled {
-        &self.loaded().compiled
-    }
-
-    /// The file it was loaded from.
-    pub fn path(&self) -> &Path {
-        &self.loaded().path
-    }
-
-    /// The generation it was compiled in.
-    pub fn generation(&self) -> u64 {
-        self.loaded().generation
-    }
-}
-
-impl<E: Engine> fmt::Debug for Template<'_, E> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Template")
-            .field("name", &self.name())
-            .field("path", &self.path())
-            .field("generation", &self.generation())
             .finish_non_exhaustive()
     }
 }

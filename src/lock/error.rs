@@ -1,15 +1,16 @@
-//! Error types shared across the crate, and the lock API's errors.
+//! The lock API's errors.
 //!
 //! Following crossbeam, each fallible operation has its own error type, so a `match` lists only
-//! what that operation can actually report. Component errors live next to their component
-//! (`template::error`, `session::error`, `model::error`) and are re-exported there.
+//! what that operation can actually report. Each component's errors live next to it
+//! (`lock::error`, `template::error`, `session::error`, `model::error`) and are re-exported by
+//! the component.
 
 use std::error::Error;
 use std::fmt;
 use std::panic::Location;
 use std::time::Duration;
 
-use crate::lock::Level;
+use super::level::Level;
 
 /// One side of a lock-order violation: which lock, and where it was (or is being) acquired.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -122,26 +123,6 @@ impl Error for TryLockForError {
     }
 }
 
-/// A strategy name that is neither `lock-free` nor `blocking`.
-#[derive(Clone, Debug, PartialEq, Eq)]
-#[non_exhaustive]
-pub struct ParseStrategyError {
-    /// What was given.
-    pub input: String,
-}
-
-impl fmt::Display for ParseStrategyError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(
-            f,
-            "unknown strategy `{}`: expected `lock-free` or `blocking`",
-            self.input
-        )
-    }
-}
-
-impl Error for ParseStrategyError {}
-
 /// A nested access to a [`Guarded`](crate::lock::Guarded) value from inside another access to
 /// it on the same thread: the lock is reentrant, but two `&mut` to one value may not coexist.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -164,3 +145,45 @@ impl fmt::Display for ReentrantAccessError {
 }
 
 impl Error for ReentrantAccessError {}
+
+/// Why [`Guarded::checked_with`](crate::lock::Guarded::checked_with) or
+/// [`Guarded::checked_lock`](crate::lock::Guarded::checked_lock) refused an access.
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum GuardedError {
+    /// Taking the guarding lock would break the lock order (checked in every build for the
+    /// lock of a `Guarded` value).
+    Order(LockOrderError),
+    /// A nested access to the same value on this thread.
+    Reentrant(ReentrantAccessError),
+}
+
+impl fmt::Display for GuardedError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            GuardedError::Order(e) => e.fmt(f),
+            GuardedError::Reentrant(e) => e.fmt(f),
+        }
+    }
+}
+
+impl Error for GuardedError {
+    fn source(&self) -> Option<&(dyn Error + 'static)> {
+        match self {
+            GuardedError::Order(e) => Some(e),
+            GuardedError::Reentrant(e) => Some(e),
+        }
+    }
+}
+
+impl From<LockOrderError> for GuardedError {
+    fn from(e: LockOrderError) -> Self {
+        GuardedError::Order(e)
+    }
+}
+
+impl From<ReentrantAccessError> for GuardedError {
+    fn from(e: ReentrantAccessError) -> Self {
+        GuardedError::Reentrant(e)
+    }
+}
