@@ -123,7 +123,10 @@ fn run<S: Strategy>(ops: &[Op]) {
                         st.check_current(pk, Some(&current));
                     }
                     (Err(SaveError::NotFound { .. }), None) => {}
-                    (got, want) => panic!("step {i}: save of {pk}@{}: {got:?}, model {want:?}", read.version()),
+                    (got, want) => panic!(
+                        "step {i}: save of {pk}@{}: {got:?}, model {want:?}",
+                        read.version()
+                    ),
                 }
             }
             Op::Update(p, d) => {
@@ -148,8 +151,11 @@ fn run<S: Strategy>(ops: &[Op]) {
                 });
                 let mut seen = HashSet::new();
                 let dup = pks.iter().find(|&&pk| !seen.insert(pk)).copied();
-                let missing: Vec<u64> =
-                    pks.iter().copied().filter(|pk| !st.model.contains_key(pk)).collect();
+                let missing: Vec<u64> = pks
+                    .iter()
+                    .copied()
+                    .filter(|pk| !st.model.contains_key(pk))
+                    .collect();
                 match res {
                     Ok(rs) => {
                         assert!(dup.is_none() && missing.is_empty(), "step {i}: {pks:?}");
@@ -163,7 +169,10 @@ fn run<S: Strategy>(ops: &[Op]) {
                     }
                     Err(UpdateError::DuplicatePk { pk }) => assert_eq!(Some(pk), dup, "step {i}"),
                     Err(UpdateError::NotFound { pk }) => {
-                        assert!(dup.is_none(), "step {i}: duplicate {dup:?} reported as missing");
+                        assert!(
+                            dup.is_none(),
+                            "step {i}: duplicate {dup:?} reported as missing"
+                        );
                         assert!(missing.contains(&pk), "step {i}: {pk} is there");
                     }
                     Err(e) => panic!("step {i}: update_many {pks:?}: {e:?}"),
@@ -200,8 +209,16 @@ fn run<S: Strategy>(ops: &[Op]) {
                         assert_eq!(Some(pk), dup, "step {i}");
                         assert_eq!(rejected.len(), reads.len());
                     }
-                    Err(CommitError::Conflict { pk, expected, current, rejected }) => {
-                        assert!(dup.is_none(), "step {i}: duplicate {dup:?} reported as conflict");
+                    Err(CommitError::Conflict {
+                        pk,
+                        expected,
+                        current,
+                        rejected,
+                    }) => {
+                        assert!(
+                            dup.is_none(),
+                            "step {i}: duplicate {dup:?} reported as conflict"
+                        );
                         assert!(stale.contains(&pk), "step {i}: {pk} is not stale");
                         assert!(reads.iter().any(|&(p, v, _)| p == pk && v == expected));
                         st.check_current(pk, current.as_ref());
@@ -221,8 +238,11 @@ fn run<S: Strategy>(ops: &[Op]) {
         }
         // The whole store against the model.
         assert_eq!(store.len(), st.model.len(), "step {i}");
-        let mut all: Vec<(u64, u64, i64)> =
-            store.all().iter().map(|r| (r.pk(), r.version(), r.value().n)).collect();
+        let mut all: Vec<(u64, u64, i64)> = store
+            .all()
+            .iter()
+            .map(|r| (r.pk(), r.version(), r.value().n))
+            .collect();
         all.sort_unstable();
         let mut want: Vec<(u64, u64, i64)> =
             st.model.iter().map(|(&pk, &(v, n))| (pk, v, n)).collect();

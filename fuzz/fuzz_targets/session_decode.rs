@@ -7,12 +7,18 @@ use libfuzzer_sys::fuzz_target;
 use unlocked::session::{DecodeError, ImportError, SessionCodec, SessionStore};
 use unlocked::{Blocking, LockFree, Strategy};
 
-fn import<S: Strategy>(max_len: usize, bytes: &[u8], decoded: &Result<unlocked::session::SessionData, DecodeError>) {
+fn import<S: Strategy>(
+    max_len: usize,
+    bytes: &[u8],
+    decoded: &Result<unlocked::session::SessionData, DecodeError>,
+) {
     let store: SessionStore<S> = SessionStore::builder().max_encoded_len(max_len).build();
     match (store.import(bytes), decoded) {
         (Ok(session), Ok(data)) => {
             assert_eq!(store.len(), 1);
-            let key = session.session_key().expect("an imported session has a key");
+            let key = session
+                .session_key()
+                .expect("an imported session has a key");
             let record = store.record(key.as_str()).expect("the import is stored");
             assert_eq!(record.data(), data);
         }
@@ -37,7 +43,10 @@ fuzz_target!(|input: &[u8]| {
         Ok(data) => {
             // What decodes re-encodes (within the default limit) and decodes to the same data.
             let again = SessionCodec::new().encode(data).expect("re-encode");
-            assert_eq!(&SessionCodec::new().decode(&again).expect("re-decode"), data);
+            assert_eq!(
+                &SessionCodec::new().decode(&again).expect("re-decode"),
+                data
+            );
         }
         Err(DecodeError::TooLarge { len, limit: l }) => {
             assert_eq!((*len, *l), (bytes.len(), limit));

@@ -141,7 +141,10 @@ fn run<S: Strategy>(steps: &[Step]) {
                 }
                 if *save {
                     s.save().unwrap_or_else(|e| panic!("step {i}: {e}"));
-                    let k = s.session_key().expect("a saved session has a key").to_string();
+                    let k = s
+                        .session_key()
+                        .expect("a saved session has a key")
+                        .to_string();
                     if cur.as_ref() != Some(&k) {
                         assert!(!model.records.contains_key(&k), "key reused");
                     }
@@ -168,7 +171,11 @@ fn run<S: Strategy>(steps: &[Step]) {
             Step::ClearExpired => {
                 let before = model.records.len();
                 model.records.retain(|_, (_, expired)| !*expired);
-                assert_eq!(store.clear_expired(), before - model.records.len(), "step {i}");
+                assert_eq!(
+                    store.clear_expired(),
+                    before - model.records.len(),
+                    "step {i}"
+                );
             }
             Step::Forged(cookie) => {
                 let want = model.live(Some(cookie)).cloned();

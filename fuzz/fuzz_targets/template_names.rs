@@ -35,15 +35,22 @@ fn fixture() -> &'static Fixture {
         write(outside.join("secret.html"), MARKER);
         write(dir.path().join("secret.html"), MARKER);
         write(root.join("base.html"), "[base {% block c %}{% endblock %}]");
-        write(root.join("page.html"), "{% extends \"base.html\" %}{% block c %}page{% endblock %}");
+        write(
+            root.join("page.html"),
+            "{% extends \"base.html\" %}{% block c %}page{% endblock %}",
+        );
         write(root.join("sub/inc.html"), "inc {{ 1 + 1 }}");
         write(root.join("a's.html"), "quote");
         write(root.join("include.html"), "{% include name %}");
         write(root.join("extends.html"), "{% extends name %}");
-        write(root.join("choice.html"), "{% include [name, \"sub/inc.html\"] %}");
+        write(
+            root.join("choice.html"),
+            "{% include [name, \"sub/inc.html\"] %}",
+        );
         #[cfg(unix)]
         {
-            std::os::unix::fs::symlink(outside.join("secret.html"), root.join("leak.html")).unwrap();
+            std::os::unix::fs::symlink(outside.join("secret.html"), root.join("leak.html"))
+                .unwrap();
             std::os::unix::fs::symlink(&outside, root.join("out")).unwrap();
             std::os::unix::fs::symlink("sub/inc.html", root.join("inside-link.html")).unwrap();
         }
@@ -57,12 +64,19 @@ fn through_cache<S: Strategy>(f: &Fixture, name: &str) {
         TemplateCache::new(MiniJinja::new(), FileSystemLoader::new([&f.root]));
     let mut reader = cache.reader();
     if let Ok(t) = reader.get(name) {
-        assert!(t.path().starts_with(&f.root), "{name:?} loaded {}", t.path().display());
+        assert!(
+            t.path().starts_with(&f.root),
+            "{name:?} loaded {}",
+            t.path().display()
+        );
     }
     drop(reader);
     for via in ["include.html", "extends.html", "choice.html"] {
         if let Ok(out) = cache.render(via, &json!({ "name": name })) {
-            assert!(!out.contains(MARKER), "{name:?} through {via} rendered {out:?}");
+            assert!(
+                !out.contains(MARKER),
+                "{name:?} through {via} rendered {out:?}"
+            );
         }
     }
     if let Ok(out) = cache.render(name, &json!({ "name": "base.html" })) {
@@ -79,9 +93,19 @@ fuzz_target!(|input: &[u8]| {
     let checked = FileSystemLoader::check_name(name);
     match loader.load(name) {
         Ok(source) => {
-            assert!(checked.is_ok(), "{name:?} loaded although check_name refused it");
-            assert!(source.path.starts_with(&f.root), "{name:?} read {}", source.path.display());
-            assert!(!source.text.contains(MARKER), "{name:?} read a file outside the root");
+            assert!(
+                checked.is_ok(),
+                "{name:?} loaded although check_name refused it"
+            );
+            assert!(
+                source.path.starts_with(&f.root),
+                "{name:?} read {}",
+                source.path.display()
+            );
+            assert!(
+                !source.text.contains(MARKER),
+                "{name:?} read a file outside the root"
+            );
         }
         Err(e) => {
             // A typed error that renders (Display) without panicking.
