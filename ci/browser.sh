@@ -20,7 +20,7 @@ if ! command -v chromedriver >/dev/null || ! command -v chromium >/dev/null; the
   fi
   export DEBIAN_FRONTEND=noninteractive
   "${sudo[@]}" apt-get update -q
-  "${sudo[@]}" apt-get install -y -q --no-install-recommends chromium chromium-driver
+  "${sudo[@]}" apt-get install -y -q chromium chromium-driver
 fi
 chromedriver --version
 # CI=true: the test fails rather than skips if chromedriver is still not found.

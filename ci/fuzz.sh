@@ -37,7 +37,8 @@ for t in $targets; do
   if ! cargo +nightly fuzz run --debug-assertions --fuzz-dir fuzz "$t" "$scratch/$t" "fuzz/corpus/$t" -- \
       -max_total_time="$seconds" -timeout=30 -rss_limit_mb=2048 -max_len=4096 \
       -print_final_stats=1 >"$scratch/$t.log" 2>&1; then
-    tail -n 80 "$scratch/$t.log"
+    grep -E -A4 'panicked at|ERROR: AddressSanitizer|ERROR: libFuzzer' "$scratch/$t.log" | head -n 40 || true
+    tail -n 40 "$scratch/$t.log"
     echo "fuzz: $t FAILED (the input is under fuzz/artifacts/$t/)" >&2
     exit 1
   fi

@@ -37,4 +37,4 @@ for f in $features; do
   echo "== Rust $msrv: check, only feature $f"
   cargo "+$msrv" check --locked --lib --no-default-features --features "$f"
 done
-echo "msrv: Rust $msrv builds; features checked one by one: none $features ($((SECONDS - start)) s)"
+echo "msrv: Rust $msrv builds; features checked one by one: none $(echo $features) ($((SECONDS - start)) s)"
