@@ -7,12 +7,18 @@
 //! Routes (native session handle through `unlocked::session::axum`, cookie `sessionid`):
 //!
 //! * `GET /`: a page rendered from `examples/templates/` through the template cache: this
-//!   session's counter, the user, and a counter shared by everyone (a model record).
+//!   session's counter, the user, and a counter shared by everyone (a model record), with a
+//!   login form (or a logout button) and a button that bumps the counter.
 //! * `POST /incr`: adds one to the session's counter (an update operation: replayed on the
-//!   latest record if another request saved meanwhile) and to the shared model record.
+//!   latest record if another request saved meanwhile) and to the shared model record; answers
+//!   the new figures as text (for scripts and load generators).
+//! * `POST /bump`: the page's counter button: the same as `/incr`, then `303 See Other` back
+//!   to `/`.
 //! * `GET /count`: the session's counter, as text.
-//! * `POST /login?user=NAME`: cycles the session key (a new cookie), then stores the user.
-//! * `POST /logout`: flushes the session (deletes it; the cookie is cleared).
+//! * `POST /login` with the form body `user=NAME` (the page's login form): cycles the session
+//!   key (a new cookie), stores the user, then `303 See Other` back to `/`.
+//! * `POST /logout` (the page's logout button): flushes the session (deletes it; the cookie is
+//!   cleared), then `303 See Other` back to `/`.
 //!
 //! The same tower-sessions routes twice, through tower-sessions' own `Session`: under
 //! `/ours` on [`TowerStore`] (this crate's store; cookie `ours`) and under `/mem` on
@@ -24,7 +30,7 @@
 //! * `POST /{ours,mem}/incr`: a read-modify-write counter (`get`, then `insert` plus one): the
 //!   one pattern no store behind tower-sessions can make safe.
 //!
-//! `tests/http.rs` includes this file to build the same router.
+//! `tests/http.rs` and `tests/browser.rs` include this file to build the same router.
 
 use std::net::SocketAddr;
 use std::path::Path;
@@ -32,9 +38,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use axum::Router;
-use axum::extract::{Query, State};
+use axum::extract::{Form, Query, State};
 use axum::http::StatusCode;
-use axum::response::Html;
+use axum::response::{Html, Redirect};
 use axum::routing::{get, post};
 use serde::Deserialize;
 use serde_json::{Value, json};
@@ -95,10 +101,11 @@ async fn index<S: Strategy>(
         .map_err(internal)
 }
 
-async fn incr_both<S: Strategy>(
-    State(app): State<Arc<App<S>>>,
-    session: RequestSession<S>,
-) -> Result<String, Failure> {
+/// Adds one to the session's counter and to the shared record: the new figures.
+fn add_one<S: Strategy>(
+    app: &App<S>,
+    session: &RequestSession<S>,
+) -> Result<(Value, u64), Failure> {
     let count = session
         .lock()
         .update("count", incr)
@@ -108,7 +115,25 @@ async fn incr_both<S: Strategy>(
         .hits
         .update(app.hits_pk, |h| h.n += 1)
         .map_err(internal)?;
-    Ok(format!("count={count} hits={}\n", hits.n))
+    Ok((count, hits.n))
+}
+
+async fn incr_both<S: Strategy>(
+    State(app): State<Arc<App<S>>>,
+    session: RequestSession<S>,
+) -> Result<String, Failure> {
+    let (count, hits) = add_one(&app, &session)?;
+    Ok(format!("count={count} hits={hits}\n"))
+}
+
+/// The page's counter button: post, then redirect back to the page (so a reload does not post
+/// again).
+async fn bump<S: Strategy>(
+    State(app): State<Arc<App<S>>>,
+    session: RequestSession<S>,
+) -> Result<Redirect, Failure> {
+    add_one(&app, &session)?;
+    Ok(Redirect::to("/"))
 }
 
 async fn count<S: Strategy>(session: RequestSession<S>) -> String {
@@ -125,19 +150,24 @@ struct Login {
     user: String,
 }
 
+/// The login form's body (`application/x-www-form-urlencoded`, as a browser posts it).
 async fn login<S: Strategy>(
     session: RequestSession<S>,
-    Query(q): Query<Login>,
-) -> Result<String, Failure> {
+    Form(form): Form<Login>,
+) -> Result<Redirect, Failure> {
+    let user = form.user.trim();
+    if user.is_empty() {
+        return Err((StatusCode::BAD_REQUEST, "a user name is needed\n".into()));
+    }
     let mut s = session.lock();
     s.cycle_key().map_err(internal)?;
-    s.insert("user", q.user.clone());
-    Ok(format!("logged in as {}\n", q.user))
+    s.insert("user", user);
+    Ok(Redirect::to("/"))
 }
 
-async fn logout<S: Strategy>(session: RequestSession<S>) -> &'static str {
+async fn logout<S: Strategy>(session: RequestSession<S>) -> Redirect {
     session.lock().flush();
-    "logged out\n"
+    Redirect::to("/")
 }
 
 #[derive(Deserialize)]
@@ -207,6 +237,7 @@ pub fn router<S: Strategy>(templates: &Path) -> Router {
     Router::new()
         .route("/", get(index::<S>))
         .route("/incr", post(incr_both::<S>))
+        .route("/bump", post(bump::<S>))
         .route("/count", get(count::<S>))
         .route("/login", post(login::<S>))
         .route("/logout", post(logout::<S>))
@@ -221,7 +252,7 @@ pub fn templates_dir() -> &'static Path {
     Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/examples/templates"))
 }
 
-#[allow(dead_code)] // `tests/http.rs` includes this file for `router` only.
+#[allow(dead_code)] // `tests/http.rs` and `tests/browser.rs` include this file for `router` only.
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let mut addr: SocketAddr = "127.0.0.1:8000".parse()?;
     let mut blocking = false;

@@ -12,7 +12,7 @@ use std::sync::Arc;
 
 use axum::http::{Method, Request, StatusCode};
 use bytes::Bytes;
-use http_body_util::{BodyExt, Empty};
+use http_body_util::{BodyExt, Full};
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
@@ -29,7 +29,7 @@ use unlocked::session::tower::{BASE_KEY, TowerStore, key_for};
 /// Concurrent requests per scenario (one cookie).
 const N: usize = 200;
 
-type HttpClient = Client<HttpConnector, Empty<Bytes>>;
+type HttpClient = Client<HttpConnector, Full<Bytes>>;
 
 /// The app on a random free port; stops when dropped.
 struct Server {
@@ -89,16 +89,33 @@ async fn send(
     path: &str,
     cookie: Option<&str>,
 ) -> Reply {
+    send_body(client, addr, method, path, cookie, None).await
+}
+
+/// `send` with a body: `Some(form)` posts `form` as `application/x-www-form-urlencoded`, as a
+/// browser's form does.
+async fn send_body(
+    client: &HttpClient,
+    addr: SocketAddr,
+    method: Method,
+    path: &str,
+    cookie: Option<&str>,
+    form: Option<&str>,
+) -> Reply {
     let mut req = Request::builder()
         .method(method)
         .uri(format!("http://{addr}{path}"));
     if let Some(c) = cookie {
         req = req.header("cookie", c);
     }
-    let resp = client
-        .request(req.body(Empty::new()).unwrap())
-        .await
-        .unwrap();
+    let body = match form {
+        Some(form) => {
+            req = req.header("content-type", "application/x-www-form-urlencoded");
+            Full::new(Bytes::from(form.to_owned()))
+        }
+        None => Full::default(),
+    };
+    let resp = client.request(req.body(body).unwrap()).await.unwrap();
     let status = resp.status();
     let raw_cookies: Vec<String> = resp
         .headers()
@@ -161,7 +178,8 @@ fn native_counter_loses_nothing<S: Strategy>() {
         // The page renders through the template cache with the same figures.
         let page = send(&client, server.addr, Method::GET, "/", Some(&cookie)).await;
         assert!(
-            page.body.contains(&format!("<strong>{N}</strong>")),
+            page.body
+                .contains(&format!("<strong id=\"count\">{N}</strong>")),
             "{}",
             page.body
         );
@@ -177,7 +195,10 @@ fn login_cycles_and_logout_flushes<S: Strategy>() {
         let (addr, post) = (server.addr, Method::POST);
         let old = send(&client, addr, post.clone(), "/incr", None).await;
         let old = old.cookie("sessionid").unwrap();
-        let login = send(&client, addr, post.clone(), "/login?user=ann", Some(&old)).await;
+        // The page's login form: the name in the form body, not the query string.
+        let form = Some("user=ann");
+        let login = send_body(&client, addr, post.clone(), "/login", Some(&old), form).await;
+        assert_eq!(login.status, StatusCode::SEE_OTHER, "{}", login.body);
         let new = login.cookie("sessionid").expect("login sets a new cookie");
         assert_ne!(new, old);
         let count = |c: String| {
@@ -195,8 +216,13 @@ fn login_cycles_and_logout_flushes<S: Strategy>() {
         );
         assert_eq!(count(old).await, "0", "the pre-login key still works");
         let page = send(&client, addr, Method::GET, "/", Some(&new)).await;
-        assert!(page.body.contains("Hello, ann!"), "{}", page.body);
+        assert!(
+            page.body.contains(r#"Hello, <span id="user">ann</span>!"#),
+            "{}",
+            page.body
+        );
         let logout = send(&client, addr, post, "/logout", Some(&new)).await;
+        assert_eq!(logout.status, StatusCode::SEE_OTHER, "{}", logout.body);
         assert_eq!(logout.cookie("sessionid").as_deref(), Some("sessionid="));
         assert_eq!(count(new).await, "0", "the session survived logout");
     });
