@@ -146,7 +146,6 @@ mod imp {
             self.0.load()
         }
     }
-
 }
 
 #[cfg(unlocked_loom)]
@@ -304,7 +303,6 @@ mod imp {
             self.last.insert(self.cell.load())
         }
     }
-
 }
 
 pub(crate) use imp::*;
