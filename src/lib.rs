@@ -48,5 +48,7 @@ pub mod session;
 pub mod strategy;
 pub(crate) mod sync;
 pub mod template;
+#[cfg(feature = "axum")]
+pub mod web;
 
 pub use strategy::{Blocking, LockFree, Strategy, StrategyKind};
