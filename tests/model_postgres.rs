@@ -580,11 +580,21 @@ async fn connections_killed_mid_run_lose_nothing_acknowledged() {
                 match store.update(pk, |a| a.balance += 1).await {
                     Ok(_) => acked.fetch_add(1, Ordering::Relaxed),
                     Err(UpdateError::Backend {
-                        error: StoreError::InDoubt { .. },
-                    }) => in_doubt.fetch_add(1, Ordering::Relaxed),
+                        error: e @ StoreError::InDoubt { .. },
+                    }) => {
+                        if std::env::var("DEBUGK").is_ok() {
+                            eprintln!("DOUBT {e}");
+                        }
+                        in_doubt.fetch_add(1, Ordering::Relaxed)
+                    }
                     Err(UpdateError::Backend {
-                        error: StoreError::Connection { .. },
-                    }) => failed.fetch_add(1, Ordering::Relaxed),
+                        error: e @ StoreError::Connection { .. },
+                    }) => {
+                        if std::env::var("DEBUGK").is_ok() {
+                            eprintln!("FAIL {e}");
+                        }
+                        failed.fetch_add(1, Ordering::Relaxed)
+                    }
                     Err(other) => panic!("unexpected error: {other:?}"),
                 };
             }
