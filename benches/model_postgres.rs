@@ -7,6 +7,9 @@
 //!   `UPDATE … WHERE pk = $1 AND version = $2`, one round trip).
 //! * `pg/blind_update`: a plain `UPDATE … SET data = $2 WHERE pk = $1` of the same row
 //!   through a pool configured the same way: the floor, one round trip without a version.
+//! * `pg/versioned_sql`: the bare versioned statement `UPDATE … SET data = $3, version =
+//!   version + 1 WHERE pk = $1 AND version = $2` through the same kind of pool (what `save`
+//!   would cost without its conflict read-back and write token).
 //! * `pg/update`: `PgModelStore::update` (read, closure, versioned write: two round trips).
 //! * `pg/get`: `PgModelStore::get`.
 //! * `memory/update`: `ModelStore::update` (in-memory, `LockFree`).
@@ -97,6 +100,30 @@ fn bench(c: &mut Criterion) {
                     .execute(&pool),
             )
             .unwrap()
+        })
+    });
+
+    let versioned = format!(
+        "UPDATE \"{table}\" SET data = $3::jsonb, version = version + 1 \
+         WHERE pk = $1 AND version = $2 RETURNING version"
+    );
+    let mut version: i64 = rt
+        .block_on(store.get(pk))
+        .unwrap()
+        .map(|r| r.version() as i64)
+        .unwrap();
+    group.bench_function("pg/versioned_sql", |b| {
+        b.iter(|| {
+            let row: (i64,) = rt
+                .block_on(
+                    sqlx::query_as(&versioned)
+                        .bind(pk as i64)
+                        .bind(version)
+                        .bind(&data)
+                        .fetch_one(&pool),
+                )
+                .unwrap();
+            version = row.0;
         })
     });
 

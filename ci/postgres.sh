@@ -2,7 +2,9 @@
 # Models on PostgreSQL (feature `postgres`, plus `axum` for the 409/404 test): makes sure a
 # server answers at $UNLOCKED_DATABASE_URL (default postgres://root@127.0.0.1:5432/test),
 # installing and starting Debian's PostgreSQL if it does not, then runs tests/model_postgres.rs
-# with CI=true, so a missing server fails instead of skipping. Runs locally as in CI:
+# with CI=true, so a missing server fails instead of skipping. Cost: about 5 s of tests after
+# ci/http.sh has built the all-features tree (about 2 min more on a cold 2-core VM); installing
+# PostgreSQL, where needed, about a minute. Runs locally as in CI:
 #   bash ci/postgres.sh
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -55,5 +57,6 @@ if ! reachable; then
 fi
 echo "postgres: $(psql "$UNLOCKED_DATABASE_URL" -Atqc 'SHOW server_version') at $UNLOCKED_DATABASE_URL"
 
-CI=true cargo test --features postgres,axum --test model_postgres
+# All features: the same build as ci/http.sh, so after it only the test binary links.
+CI=true cargo test --all-features --test model_postgres
 echo "postgres: model tests passed in $((SECONDS - start)) s"
