@@ -109,9 +109,7 @@ fn flurry_churn(threads: usize, iters: u64) -> Duration {
         move |n| {
             for _ in 0..n {
                 next += 1;
-                let data = [("_auth_user_id".to_string(), json!("42"))]
-                    .into_iter()
-                    .collect();
+                let data = [("_auth_user_id".to_string(), json!("42"))].into_iter().collect();
                 let _ = store.map.pin().try_insert(next, Arc::new((1, data)));
                 store.map.pin().remove(&next);
             }

@@ -620,11 +620,7 @@ fn refused_create_keeps_the_count<S: Strategy>() {
         }))
     };
     let stored = outcome.unwrap_or(false);
-    assert_eq!(
-        store.len(),
-        usize::from(stored),
-        "the count matches what is stored"
-    );
+    assert_eq!(store.len(), usize::from(stored), "the count matches what is stored");
     if !stored {
         // The refused create gave its slot back: the bound of 1 still admits one session.
         store.create().expect("the refused save left its slot free");

@@ -7,8 +7,8 @@
 //! gives a typed [`DecodeError`] (or, as Django does, an empty session with
 //! [`SessionCodec::decode_or_empty`]); it never panics.
 
-use super::data::SessionData;
 use super::error::{DecodeError, EncodeError};
+use super::data::SessionData;
 
 /// The default limit on encoded session data: 1 MiB.
 pub const DEFAULT_MAX_ENCODED_LEN: usize = 1 << 20;

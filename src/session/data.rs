@@ -270,11 +270,9 @@ impl<'a> IntoIterator for &'a SessionData {
 impl PartialEq for SessionData {
     fn eq(&self, other: &Self) -> bool {
         self.entries.len() == other.entries.len()
-            && self
-                .entries
-                .iter()
-                .zip(&other.entries)
-                .all(|(a, b)| Arc::ptr_eq(a, b) || (a.key == b.key && a.value == b.value))
+            && self.entries.iter().zip(&other.entries).all(|(a, b)| {
+                Arc::ptr_eq(a, b) || (a.key == b.key && a.value == b.value)
+            })
     }
 }
 
@@ -384,15 +382,8 @@ mod tests {
         assert_eq!(a.keys().collect::<Vec<_>>(), ["a", "b"]);
         assert_eq!(a.get("b"), Some(&json!(3)));
         let b = a.clone();
-        assert!(
-            Arc::ptr_eq(&a.entries[0], &b.entries[0]),
-            "a copy shares its entries"
-        );
-        assert_eq!(
-            a.insert("a", 10),
-            Some(json!(1)),
-            "cloned out of a shared entry"
-        );
+        assert!(Arc::ptr_eq(&a.entries[0], &b.entries[0]), "a copy shares its entries");
+        assert_eq!(a.insert("a", 10), Some(json!(1)), "cloned out of a shared entry");
         assert!(!Arc::ptr_eq(&a.entries[0], &b.entries[0]));
         assert_eq!(b.get("a"), Some(&json!(1)), "the copy is untouched");
         assert_eq!(a.remove("b"), Some(json!(3)));
@@ -407,24 +398,16 @@ mod tests {
     fn apply_inserts_or_replaces() {
         let mut d = SessionData::new();
         let v = d
-            .apply::<()>("n", |v| {
-                Ok(json!(v.and_then(Value::as_i64).unwrap_or(0) + 1))
-            })
+            .apply::<()>("n", |v| Ok(json!(v.and_then(Value::as_i64).unwrap_or(0) + 1)))
             .unwrap()
             .value
             .clone();
         assert_eq!(v, json!(1));
-        d.apply::<()>("n", |v| {
-            Ok(json!(v.and_then(Value::as_i64).unwrap_or(0) + 1))
-        })
-        .unwrap();
+        d.apply::<()>("n", |v| Ok(json!(v.and_then(Value::as_i64).unwrap_or(0) + 1)))
+            .unwrap();
         assert_eq!(d.get("n"), Some(&json!(2)));
         assert!(matches!(d.apply("n", |_| Err("no")), Err("no")));
-        assert_eq!(
-            d.get("n"),
-            Some(&json!(2)),
-            "a failed apply leaves the value"
-        );
+        assert_eq!(d.get("n"), Some(&json!(2)), "a failed apply leaves the value");
     }
 
     #[test]
@@ -432,10 +415,7 @@ mod tests {
         let d: SessionData = serde_json::from_str(r#"{"z":1,"a":{"x":[1,2]},"z":2}"#).unwrap();
         assert_eq!(d.keys().collect::<Vec<_>>(), ["a", "z"]);
         assert_eq!(d.get("z"), Some(&json!(2)));
-        assert_eq!(
-            serde_json::to_string(&d).unwrap(),
-            r#"{"a":{"x":[1,2]},"z":2}"#
-        );
+        assert_eq!(serde_json::to_string(&d).unwrap(), r#"{"a":{"x":[1,2]},"z":2}"#);
         assert!(serde_json::from_str::<SessionData>("[1]").is_err());
         assert!(serde_json::from_str::<SessionData>("null").is_err());
     }

@@ -347,9 +347,7 @@ impl<S: Strategy, R: Deref<Target = SessionStore<S>>> Session<'_, S, R> {
             let f: UpdateFn = Box::new(move |old| old.cloned().unwrap_or_else(|| default.clone()));
             self.log.push(Op::Update(Arc::clone(&entry.key), f));
         }
-        self.view()
-            .get(key)
-            .expect("present: found or just inserted")
+        self.view().get(key).expect("present: found or just inserted")
     }
 
     /// Records an update *operation* on `key`: `f` computes the new value from the current one

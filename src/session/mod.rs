@@ -71,13 +71,13 @@ mod store;
 pub mod tower;
 
 pub use codec::{DEFAULT_MAX_ENCODED_LEN, SessionCodec};
-pub use data::{Iter as DataIter, SessionData};
 pub use error::{
     CreateError, DecodeError, EncodeError, ImportError, InvalidSessionKey, SaveError,
     UpdatePanicked,
 };
 pub use handle::{ExpiryArgs, OwnedSession, Session};
 pub use key::{KEY_CHARS, KEY_LEN, MIN_KEY_LEN, SessionKey};
+pub use data::{Iter as DataIter, SessionData};
 pub use record::{Expiry, Record};
 pub use save::ConflictPolicy;
 pub use store::{DEFAULT_AGE_SECS, SessionStore, SessionStoreBuilder};

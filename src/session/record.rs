@@ -88,10 +88,10 @@ pub(crate) fn expiry_age(
 pub struct Stamp(i128);
 
 impl Stamp {
-    const MIN: i128 =
-        OffsetDateTime::new_utc(time::Date::MIN, time::Time::MIDNIGHT).unix_timestamp_nanos();
-    const MAX: i128 =
-        OffsetDateTime::new_utc(time::Date::MAX, time::Time::MAX).unix_timestamp_nanos();
+    const MIN: i128 = OffsetDateTime::new_utc(time::Date::MIN, time::Time::MIDNIGHT)
+        .unix_timestamp_nanos();
+    const MAX: i128 = OffsetDateTime::new_utc(time::Date::MAX, time::Time::MAX)
+        .unix_timestamp_nanos();
 
     fn clamped(nanos: i128) -> Stamp {
         Stamp(nanos.clamp(Self::MIN, Self::MAX))

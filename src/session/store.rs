@@ -339,18 +339,13 @@ impl<S: Strategy> SessionStore<S> {
         let now_ns = now.as_u64();
         // Relaxed: the deadline only rations work; the sweep itself goes through the map.
         let due = self.next_full_sweep.load(Ordering::Relaxed);
-        let interval =
-            u64::try_from(self.config.full_sweep_interval.whole_nanoseconds()).unwrap_or(u64::MAX);
+        let interval = u64::try_from(self.config.full_sweep_interval.whole_nanoseconds())
+            .unwrap_or(u64::MAX);
         if now_ns >= due
             && self
                 .next_full_sweep
                 // Relaxed: as above; the compare-and-swap elects one sweeper.
-                .compare_exchange(
-                    due,
-                    now_ns.saturating_add(interval),
-                    Ordering::Relaxed,
-                    Ordering::Relaxed,
-                )
+                .compare_exchange(due, now_ns.saturating_add(interval), Ordering::Relaxed, Ordering::Relaxed)
                 .is_ok()
         {
             let removed = self.backend.sweep(now);

@@ -197,11 +197,7 @@ impl<T: Send + Sync + 'static> ArcCell<T> {
     /// `p` was in this cell (loaded from it, or found by a failed compare-and-swap) while
     /// `guard` was alive.
     #[inline]
-    unsafe fn borrow<'a, G: Reclaim>(
-        &'a self,
-        p: *const T,
-        _guard: &'a G,
-    ) -> Option<Loaded<'a, T>> {
+    unsafe fn borrow<'a, G: Reclaim>(&'a self, p: *const T, _guard: &'a G) -> Option<Loaded<'a, T>> {
         // SAFETY: `p` is null or came from `Arc::into_raw`, with the count the cell owned when
         // it was in the cell. That count is released only by `retire` through a guard of this
         // cell's domain after being unlinked (or by `Drop`, which needs `&mut self`,
@@ -358,10 +354,7 @@ mod tests {
         assert!(cell.load(&guard).is_none());
         assert!(!cell.swap(None, &guard));
         drop(guard);
-        assert_eq!(
-            held.1, "one",
-            "an Arc taken by a reader outlives every retirement"
-        );
+        assert_eq!(held.1, "one", "an Arc taken by a reader outlives every retirement");
         crossbeam::epoch::pin().flush();
     }
 

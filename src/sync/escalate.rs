@@ -270,11 +270,7 @@ mod loom_model {
             // Escalated from the start: each of the 2 other threads beats it at most once.
             assert!(tries <= 3, "the escalated writer needed {tries} attempts");
             let g = LeakGuard;
-            assert_eq!(
-                c.cell.load(&g).map(|n| *n),
-                Some(3),
-                "an increment was lost"
-            );
+            assert_eq!(c.cell.load(&g).map(|n| *n), Some(3), "an increment was lost");
         });
     }
 

@@ -146,6 +146,7 @@ mod imp {
             self.0.load()
         }
     }
+
 }
 
 #[cfg(unlocked_loom)]
@@ -303,6 +304,7 @@ mod imp {
             self.last.insert(self.cell.load())
         }
     }
+
 }
 
 pub(crate) use imp::*;

@@ -48,7 +48,9 @@ impl Backend for BlockingBackend {
     ) -> Result<Arc<Record>, (CasFailure, Arc<Record>)> {
         // The replaced record is dropped after the lock is released.
         let replaced = self.map.with(|m| match m.get_mut(&expected.key) {
-            Some(cur) if Arc::ptr_eq(cur, expected) => Ok(std::mem::replace(cur, Arc::clone(&new))),
+            Some(cur) if Arc::ptr_eq(cur, expected) => {
+                Ok(std::mem::replace(cur, Arc::clone(&new)))
+            }
             Some(cur) => Err(CasFailure::Changed(Arc::clone(cur))),
             None => Err(CasFailure::Absent),
         });

@@ -28,7 +28,9 @@ mod map {
 
     pub(super) type Guard<'a> = seize::LocalGuard<'a>;
 
-    pub(super) struct Map(papaya::HashMap<SessionKey, Cell, foldhash::fast::RandomState>);
+    pub(super) struct Map(
+        papaya::HashMap<SessionKey, Cell, foldhash::fast::RandomState>,
+    );
 
     impl Map {
         pub(super) fn new() -> Self {
@@ -43,21 +45,12 @@ mod map {
         }
 
         #[inline]
-        pub(super) fn get<'g>(
-            &'g self,
-            key: &SessionKey,
-            guard: &'g Guard<'_>,
-        ) -> Option<&'g Cell> {
+        pub(super) fn get<'g>(&'g self, key: &SessionKey, guard: &'g Guard<'_>) -> Option<&'g Cell> {
             self.0.get(key, guard)
         }
 
         /// Inserts `cell` unless `key` is taken; hands it back if it was.
-        pub(super) fn try_insert(
-            &self,
-            key: SessionKey,
-            cell: Cell,
-            guard: &Guard<'_>,
-        ) -> Result<(), Cell> {
+        pub(super) fn try_insert(&self, key: SessionKey, cell: Cell, guard: &Guard<'_>) -> Result<(), Cell> {
             self.0
                 .try_insert(key, cell, guard)
                 .map(drop)
@@ -66,14 +59,12 @@ mod map {
 
         /// Removes the entry of `key` if it still is `cell`.
         pub(super) fn remove_cell(&self, key: &SessionKey, cell: &Cell, guard: &Guard<'_>) {
-            let _ = self.0.remove_if(key, |_, v| std::ptr::eq(v, cell), guard);
+            let _ = self
+                .0
+                .remove_if(key, |_, v| std::ptr::eq(v, cell), guard);
         }
 
-        pub(super) fn for_each<'g>(
-            &'g self,
-            guard: &'g Guard<'_>,
-            mut f: impl FnMut(&'g SessionKey, &'g Cell),
-        ) {
+        pub(super) fn for_each<'g>(&'g self, guard: &'g Guard<'_>, mut f: impl FnMut(&'g SessionKey, &'g Cell)) {
             for (k, v) in self.0.iter(guard) {
                 f(k, v);
             }
@@ -181,9 +172,7 @@ pub struct LockFreeBackend {
 #[inline]
 fn stripe(key: &SessionKey) -> usize {
     let b = key.as_bytes();
-    Escalation::stripe(u64::from_le_bytes([
-        b[0], b[1], b[2], b[3], b[4], b[5], b[6], b[7],
-    ]))
+    Escalation::stripe(u64::from_le_bytes([b[0], b[1], b[2], b[3], b[4], b[5], b[6], b[7]]))
 }
 
 impl Backend for LockFreeBackend {
@@ -267,7 +256,11 @@ impl Backend for LockFreeBackend {
             let Some(record) = cell.load(&guard) else {
                 return;
             };
-            if record.expired(now) && cell.compare_exchange(record.as_ptr(), None, &guard).is_ok() {
+            if record.expired(now)
+                && cell
+                    .compare_exchange(record.as_ptr(), None, &guard)
+                    .is_ok()
+            {
                 self.map.remove_cell(key, cell, &guard);
                 removed += 1;
             }
@@ -381,10 +374,7 @@ mod loom_model {
             };
             let saved = request(&store, &cookie, "a");
             t.join().unwrap();
-            assert!(
-                !store.exists(&cookie),
-                "a save resurrected a deleted session"
-            );
+            assert!(!store.exists(&cookie), "a save resurrected a deleted session");
             assert_eq!(store.len(), 0);
             if let Err(e) = saved {
                 assert!(matches!(e, SaveError::Gone { .. }), "{e}");
