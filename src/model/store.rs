@@ -483,9 +483,10 @@ impl<M: Model, S: Strategy> ModelStore<M, S> {
                     _ => self.backend.replace_all(&records),
                 };
                 match committed {
-                    Ok(()) => {
-                        Attempt::Done(Ok(records.into_iter().map(|(_, record)| record).collect()))
-                    }
+                    Ok(()) => Attempt::Done(Ok(records
+                        .into_iter()
+                        .map(|(_, record)| record)
+                        .collect())),
                     // Deleted meanwhile: retrying cannot help.
                     Err((i, None)) => Attempt::Done(Err(UpdateError::NotFound { pk: pks[i] })),
                     // A conflict: another commit changed one of the records; read them again.
@@ -551,9 +552,7 @@ impl<M: Model, S: Strategy> ModelStore<M, S> {
         let pks: Vec<u64> = entries.iter().map(|(_, r)| r.pk).collect();
         let conflict = self
             .backend
-            .write(&pks, ONCE, || {
-                Attempt::Done(self.backend.replace_all(&entries))
-            })
+            .write(&pks, ONCE, || Attempt::Done(self.backend.replace_all(&entries)))
             .unwrap_or_else(|_| unreachable!("no budget"))
             .err();
         let records: Vec<Arc<Versioned<M>>> = entries.into_iter().map(|(_, r)| r).collect();
