@@ -56,6 +56,8 @@ pub mod session;
 pub mod strategy;
 pub(crate) mod sync;
 pub mod template;
+#[cfg(feature = "axum")]
+pub mod web;
 
 pub use strategy::{Blocking, LockFree, ParseStrategyError, Strategy, StrategyKind};
 

@@ -7,7 +7,7 @@ use std::error::Error;
 use std::fmt;
 use std::sync::Arc;
 
-use super::{Draft, Versioned};
+use super::{Draft, StoreError, Versioned};
 
 /// Why [`Apps::populate`](super::Apps::populate) failed.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -168,20 +168,32 @@ pub enum SaveError<M> {
         /// The draft that was not saved, unchanged.
         rejected: Draft<M>,
     },
+    /// The storage failed (remote stores only: a database or connection error, corrupt stored
+    /// data).
+    Backend {
+        /// The draft that was not saved, unchanged.
+        rejected: Draft<M>,
+        /// What failed.
+        error: StoreError,
+    },
 }
 
 impl<M> SaveError<M> {
     /// The draft that was not saved.
     pub fn into_rejected(self) -> Draft<M> {
         match self {
-            SaveError::Conflict { rejected, .. } | SaveError::NotFound { rejected } => rejected,
+            SaveError::Conflict { rejected, .. }
+            | SaveError::NotFound { rejected }
+            | SaveError::Backend { rejected, .. } => rejected,
         }
     }
 
     /// The rejected draft, by reference.
     pub fn rejected(&self) -> &Draft<M> {
         match self {
-            SaveError::Conflict { rejected, .. } | SaveError::NotFound { rejected } => rejected,
+            SaveError::Conflict { rejected, .. }
+            | SaveError::NotFound { rejected }
+            | SaveError::Backend { rejected, .. } => rejected,
         }
     }
 }
@@ -198,6 +210,11 @@ impl<M> fmt::Debug for SaveError<M> {
             SaveError::NotFound { rejected } => f
                 .debug_struct("NotFound")
                 .field("pk", &rejected.pk())
+                .finish_non_exhaustive(),
+            SaveError::Backend { rejected, error } => f
+                .debug_struct("Backend")
+                .field("pk", &rejected.pk())
+                .field("error", error)
                 .finish_non_exhaustive(),
         }
     }
@@ -219,11 +236,21 @@ impl<M> fmt::Display for SaveError<M> {
                 "record {} was deleted since it was read; insert it again if it should exist",
                 rejected.pk()
             ),
+            SaveError::Backend { rejected, error } => {
+                write!(f, "record {} was not saved: {error}", rejected.pk())
+            }
         }
     }
 }
 
-impl<M> Error for SaveError<M> {}
+impl<M> Error for SaveError<M> {
+    fn source(&self) -> Option<&(dyn Error + 'static)> {
+        match self {
+            SaveError::Backend { error, .. } => Some(error),
+            _ => None,
+        }
+    }
+}
 
 /// Why [`ModelStore::update`](super::ModelStore::update) or
 /// [`ModelStore::update_many`](super::ModelStore::update_many) did not commit. Nothing was
@@ -254,6 +281,12 @@ pub enum UpdateError<M> {
         /// The repeated primary key.
         pk: u64,
     },
+    /// The storage failed (remote stores only); nothing was changed unless the error is
+    /// [`StoreError::InDoubt`].
+    Backend {
+        /// What failed.
+        error: StoreError,
+    },
 }
 
 impl<M> fmt::Debug for UpdateError<M> {
@@ -273,6 +306,9 @@ impl<M> fmt::Debug for UpdateError<M> {
                 .finish(),
             UpdateError::DuplicatePk { pk } => {
                 f.debug_struct("DuplicatePk").field("pk", pk).finish()
+            }
+            UpdateError::Backend { error } => {
+                f.debug_struct("Backend").field("error", error).finish()
             }
         }
     }
@@ -296,11 +332,19 @@ impl<M> fmt::Display for UpdateError<M> {
             UpdateError::DuplicatePk { pk } => {
                 write!(f, "primary key {pk} is listed twice; list each record once")
             }
+            UpdateError::Backend { error } => write!(f, "the update failed: {error}"),
         }
     }
 }
 
-impl<M> Error for UpdateError<M> {}
+impl<M> Error for UpdateError<M> {
+    fn source(&self) -> Option<&(dyn Error + 'static)> {
+        match self {
+            UpdateError::Backend { error } => Some(error),
+            _ => None,
+        }
+    }
+}
 
 /// Why [`ModelStore::delete`](super::ModelStore::delete) did not delete. Nothing was changed.
 #[non_exhaustive]
@@ -317,6 +361,11 @@ pub enum DeleteError<M> {
         /// The record as it is now.
         current: Arc<Versioned<M>>,
     },
+    /// The storage failed (remote stores only).
+    Backend {
+        /// What failed.
+        error: StoreError,
+    },
 }
 
 impl<M> fmt::Debug for DeleteError<M> {
@@ -329,6 +378,9 @@ impl<M> fmt::Debug for DeleteError<M> {
                 .field("expected", expected)
                 .field("current_version", &current.version())
                 .finish_non_exhaustive(),
+            DeleteError::Backend { error } => {
+                f.debug_struct("Backend").field("error", error).finish()
+            }
         }
     }
 }
@@ -344,11 +396,19 @@ impl<M> fmt::Display for DeleteError<M> {
                 current.pk(),
                 current.version()
             ),
+            DeleteError::Backend { error } => write!(f, "the delete failed: {error}"),
         }
     }
 }
 
-impl<M> Error for DeleteError<M> {}
+impl<M> Error for DeleteError<M> {
+    fn source(&self) -> Option<&(dyn Error + 'static)> {
+        match self {
+            DeleteError::Backend { error } => Some(error),
+            _ => None,
+        }
+    }
+}
 
 /// Why [`ModelStore::commit`](super::ModelStore::commit) did not commit. Nothing was changed,
 /// and every draft is handed back.
@@ -372,15 +432,23 @@ pub enum CommitError<M> {
         /// Every draft of the commit, unchanged, in the order given.
         rejected: Vec<Draft<M>>,
     },
+    /// The storage failed (remote stores only); nothing was committed unless the error is
+    /// [`StoreError::InDoubt`].
+    Backend {
+        /// What failed.
+        error: StoreError,
+        /// Every draft of the commit, unchanged, in the order given.
+        rejected: Vec<Draft<M>>,
+    },
 }
 
 impl<M> CommitError<M> {
     /// Every draft of the failed commit, in the order given.
     pub fn into_rejected(self) -> Vec<Draft<M>> {
         match self {
-            CommitError::Conflict { rejected, .. } | CommitError::DuplicatePk { rejected, .. } => {
-                rejected
-            }
+            CommitError::Conflict { rejected, .. }
+            | CommitError::DuplicatePk { rejected, .. }
+            | CommitError::Backend { rejected, .. } => rejected,
         }
     }
 }
@@ -403,6 +471,11 @@ impl<M> fmt::Debug for CommitError<M> {
             CommitError::DuplicatePk { pk, rejected } => f
                 .debug_struct("DuplicatePk")
                 .field("pk", pk)
+                .field("rejected", &rejected.len())
+                .finish(),
+            CommitError::Backend { error, rejected } => f
+                .debug_struct("Backend")
+                .field("error", error)
                 .field("rejected", &rejected.len())
                 .finish(),
         }
@@ -433,8 +506,18 @@ impl<M> fmt::Display for CommitError<M> {
                 f,
                 "record {pk} appears twice in one commit; merge the drafts first"
             ),
+            CommitError::Backend { error, .. } => {
+                write!(f, "nothing was committed: {error}")
+            }
         }
     }
 }
 
-impl<M> Error for CommitError<M> {}
+impl<M> Error for CommitError<M> {
+    fn source(&self) -> Option<&(dyn Error + 'static)> {
+        match self {
+            CommitError::Backend { error, .. } => Some(error),
+            _ => None,
+        }
+    }
+}

@@ -45,15 +45,21 @@
 
 pub(crate) mod backend;
 mod error;
+#[cfg(feature = "postgres")]
+mod postgres;
 mod registry;
 mod store;
+mod store_error;
 
 use std::fmt;
 use std::ops::{Deref, DerefMut};
 
 pub use error::{CommitError, DeleteError, LookupError, PopulateError, SaveError, UpdateError};
+#[cfg(feature = "postgres")]
+pub use postgres::{PgModelStore, PgModelStoreBuilder};
 pub use registry::{AppConfig, Apps, ModelMeta, Populated, Registrar};
 pub use store::{ModelSnapshot, ModelStore, ModelStoreBuilder, Pinned};
+pub use store_error::StoreError;
 
 /// A model type: plain data with an app label and a name, like a Django model class.
 ///
