@@ -105,7 +105,7 @@ fn readers_never_see_errors_while_files_change<S: Strategy>() {
                 let mut renders = 0_u64;
                 start.wait();
                 while !stop.load(Ordering::Relaxed) {
-                    let page = rng.gen_range(0..PAGES);
+                    let page = rng.random_range(0..PAGES);
                     match reader.render(&page_name(page), &()) {
                         Ok(out) => check_output(&out, page, &max),
                         Err(e) => panic!("spurious error rendering page {page}: {e}"),
@@ -124,7 +124,7 @@ fn readers_never_see_errors_while_files_change<S: Strategy>() {
     start.wait();
     let deadline = Instant::now() + Duration::from_millis(1500);
     while Instant::now() < deadline {
-        match rng.gen_range(0..10) {
+        match rng.random_range(0..10) {
             0 => {
                 cache.reset();
                 resets += 1;
@@ -133,15 +133,15 @@ fn readers_never_see_errors_while_files_change<S: Strategy>() {
                 let name = [
                     "base.html",
                     "part.html",
-                    &page_name(rng.gen_range(0..PAGES)),
-                ][rng.gen_range(0..3)]
+                    &page_name(rng.random_range(0..PAGES)),
+                ][rng.random_range(0..3)]
                 .to_owned();
                 if cache.invalidate(&name) {
                     *invalidations.entry(name).or_default() += 1;
                 }
             }
             _ => {
-                let which = rng.gen_range(0..3);
+                let which = rng.random_range(0..3);
                 version[which] += 1;
                 let v = version[which];
                 // Publish the version bound first, then the file: a reader never sees a file
@@ -150,7 +150,7 @@ fn readers_never_see_errors_while_files_change<S: Strategy>() {
                 let (name, text) = match which {
                     0 => ("base.html".to_owned(), base_source(v)),
                     1 => {
-                        let i = rng.gen_range(0..PAGES);
+                        let i = rng.random_range(0..PAGES);
                         (page_name(i), page_source(i, v))
                     }
                     _ => ("part.html".to_owned(), part_source(v)),

@@ -565,15 +565,15 @@ fn request<T: Strategy, S: Strategy, M: Strategy>(
     pks: &[u64],
     write_ratio: f64,
 ) {
-    let s = rng.gen_range(0..cookies.len());
-    let r = rng.gen_range(0..pks.len());
+    let s = rng.random_range(0..cookies.len());
+    let r = rng.random_range(0..pks.len());
     let pk = pks[r];
 
     // 1. The session named by the request's cookie.
     let mut session: Session<'_, S> = sessions.load(Some(&cookies[s]));
 
     // 2. The model record: an update (retried on conflict) or a read.
-    let record = if rng.gen_bool(write_ratio) {
+    let record = if rng.random_bool(write_ratio) {
         let mut attempts = 0_u64;
         match models.update(pk, |a| {
             attempts += 1;

@@ -4,7 +4,7 @@ use std::cell::RefCell;
 use std::fmt;
 
 use rand::SeedableRng;
-use rand::distributions::{Distribution, Uniform};
+use rand::distr::{Distribution, Uniform};
 use rand::rngs::{OsRng, StdRng};
 
 use super::error::InvalidSessionKey;
@@ -50,11 +50,11 @@ impl SessionKey {
     /// If the operating system's random source fails when this thread seeds its generator
     /// (only on a thread's first key; `getrandom` failing means no secure key can be made).
     pub fn generate() -> SessionKey {
-        let chars = Uniform::from(0..KEY_CHARS.len());
+        let chars = Uniform::new(0, KEY_CHARS.len()).expect("a non-empty range");
         RNG.with(|cell| {
             let mut slot = cell.borrow_mut();
             let rng = slot.get_or_insert_with(|| {
-                StdRng::from_rng(OsRng).expect("the operating system's random source failed")
+                StdRng::try_from_rng(&mut OsRng).expect("the operating system's random source failed")
             });
             let mut out = [0u8; KEY_LEN];
             for b in &mut out {

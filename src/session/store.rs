@@ -30,8 +30,8 @@ pub const DEFAULT_AGE_SECS: i64 = 1_209_600;
 /// `lock::module("unlocked::session")`. Same API, same semantics.
 ///
 /// Share one store between request threads (`Arc<SessionStore>`, a `static`, or your
-/// framework's state); each request [`load`](Self::load)s a [`Session`], works on it and
-/// [`save`](Session::save)s it.
+/// framework's state); each request [`load`](Self::load)s a [`Session`](crate::session::Session), works on it and
+/// [`save`](crate::session::Session::save)s it.
 ///
 /// ```
 /// use serde_json::json;
@@ -157,7 +157,7 @@ impl<S: Strategy> SessionStoreBuilder<S> {
     }
 
     /// Django's `SESSION_EXPIRE_AT_BROWSER_CLOSE` (default `false`): what
-    /// [`Session::get_expire_at_browser_close`] answers for a session without custom expiry.
+    /// [`Session::get_expire_at_browser_close`](crate::session::Session::get_expire_at_browser_close) answers for a session without custom expiry.
     pub fn expire_at_browser_close(mut self, yes: bool) -> Self {
         self.config.expire_at_browser_close = yes;
         self

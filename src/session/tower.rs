@@ -69,7 +69,7 @@ use std::io;
 use std::sync::Arc;
 
 use async_trait::async_trait;
-use rand::Rng;
+
 use serde_json::{Map, Value};
 use tower_sessions_core::session::{Id, Record as TowerRecord};
 use tower_sessions_core::session_store::{
@@ -127,7 +127,7 @@ impl<S: Strategy> Clone for TowerStore<S> {
     fn clone(&self) -> Self {
         TowerStore {
             store: Arc::clone(&self.store),
-            hasher: self.hasher.clone(),
+            hasher: self.hasher,
         }
     }
 }
@@ -292,7 +292,7 @@ impl<S: Strategy> TowerSessionStore for TowerStore<S> {
                 false,
                 || {
                     if !first {
-                        id = Id(rand::rngs::OsRng.r#gen());
+                        id = Id(rand::random::<i128>());
                     }
                     first = false;
                     key_for(id)
