@@ -54,7 +54,8 @@ impl SessionKey {
         RNG.with(|cell| {
             let mut slot = cell.borrow_mut();
             let rng = slot.get_or_insert_with(|| {
-                StdRng::try_from_rng(&mut OsRng).expect("the operating system's random source failed")
+                StdRng::try_from_rng(&mut OsRng)
+                    .expect("the operating system's random source failed")
             });
             let mut out = [0u8; KEY_LEN];
             for b in &mut out {
