@@ -16,7 +16,11 @@ source ci/nightly.sh
 # -Zmiri-ignore-leaks: keyed locks are leaked to `'static` by design (they stand for statics).
 # -Zmiri-permissive-provenance: arc-swap casts integers to pointers (its debt slots); this
 #   silences the warning, it does not hide a bug of ours (our code has no such cast).
-export MIRIFLAGS="${MIRIFLAGS:--Zmiri-disable-isolation -Zmiri-ignore-leaks -Zmiri-permissive-provenance}"
+# -Zmiri-tree-borrows: crossbeam-epoch (the model cells' reclamation) is not compatible with
+#   Stacked Borrows but is with Tree Borrows, which crossbeam's own CI uses
+#   (crossbeam-rs/crossbeam#996). Tree Borrows found a real bug of ours on its first run: a
+#   borrowed record turned into an `Arc` through a `&T` (provenance too narrow for the count).
+export MIRIFLAGS="${MIRIFLAGS:--Zmiri-disable-isolation -Zmiri-ignore-leaks -Zmiri-permissive-provenance -Zmiri-tree-borrows}"
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-target}/miri"
 start=$SECONDS
 cargo +nightly miri setup

@@ -110,7 +110,11 @@ unsafe impl Reclaim for LeakGuard {
 /// A value borrowed from an [`ArcCell`] under a guard: the pointee of a live `Arc`, so it can
 /// also be turned into a counted `Arc` of its own.
 pub(crate) struct Loaded<'a, T> {
-    value: &'a T,
+    /// The pointer as loaded from the cell: it keeps `Arc::into_raw`'s provenance over the
+    /// whole allocation (counts included), which a `&T` would narrow to the value alone, so
+    /// `to_arc` may write the count through it.
+    ptr: std::ptr::NonNull<T>,
+    _borrow: std::marker::PhantomData<&'a T>,
 }
 
 impl<T> Clone for Loaded<'_, T> {
@@ -125,19 +129,20 @@ impl<'a, T> Loaded<'a, T> {
     /// The borrowed value, for the borrow's whole lifetime.
     #[inline]
     pub(crate) fn get(self) -> &'a T {
-        self.value
+        // SAFETY: the pointee is alive and never mutated for `'a` (see `ArcCell::borrow`).
+        unsafe { self.ptr.as_ref() }
     }
 
     /// The value's address (identity, for a compare-and-swap).
     #[inline]
     pub(crate) fn as_ptr(self) -> *const T {
-        self.value
+        self.ptr.as_ptr()
     }
 
     /// A counted reference to the value.
     #[inline]
     pub(crate) fn to_arc(self) -> Arc<T> {
-        let p: *const T = self.value;
+        let p: *const T = self.ptr.as_ptr();
         // SAFETY: a `Loaded` is only made from a pointer that came from `Arc::into_raw` and
         // is kept alive by the cell's count or its guard for `'a`: the allocation is live, so
         // one more count can be taken.
@@ -150,7 +155,7 @@ impl<'a, T> Loaded<'a, T> {
 
 impl<T: std::fmt::Debug> std::fmt::Debug for Loaded<'_, T> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        self.value.fmt(f)
+        self.get().fmt(f)
     }
 }
 
@@ -158,7 +163,7 @@ impl<T> std::ops::Deref for Loaded<'_, T> {
     type Target = T;
     #[inline]
     fn deref(&self) -> &T {
-        self.value
+        self.get()
     }
 }
 
@@ -202,12 +207,16 @@ impl<T: Send + Sync + 'static> ArcCell<T> {
         p: *const T,
         _guard: &'a G,
     ) -> Option<Loaded<'a, T>> {
-        // SAFETY: `p` is null or came from `Arc::into_raw`, with the count the cell owned when
-        // it was in the cell. That count is released only by `retire` through a guard of this
-        // cell's domain after being unlinked (or by `Drop`, which needs `&mut self`,
-        // impossible while `'a` borrows the cell); `guard` was alive when `p` was in the cell
-        // and lives for `'a`, so the count is not released before `'a` ends.
-        unsafe { p.as_ref() }.map(|value| Loaded { value })
+        // What makes `Loaded::get` and `Loaded::to_arc` sound (the caller's contract): `p` is
+        // null or came from `Arc::into_raw`, with the count the cell owned when it was in the
+        // cell. That count is released only by `retire` through a guard of this cell's domain
+        // after being unlinked (or by `Drop`, which needs `&mut self`, impossible while `'a`
+        // borrows the cell); `guard` was alive when `p` was in the cell and lives for `'a`, so
+        // the count is not released before `'a` ends.
+        std::ptr::NonNull::new(p.cast_mut()).map(|ptr| Loaded {
+            ptr,
+            _borrow: std::marker::PhantomData,
+        })
     }
 
     /// The current value, borrowed while both the cell and the guard live.
