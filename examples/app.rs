@@ -4,7 +4,7 @@
 //! cargo run --release --example app --features axum,tower-sessions -- --addr 127.0.0.1:8000
 //! ```
 //!
-//! Routes (native session handle through `unlocked::session::axum`, cookie `sessionid`):
+//! Routes (native session handle through `unlocked::web::axum`, cookie `sessionid`):
 //!
 //! * `GET /`: a page rendered from `examples/templates/` through the template cache: this
 //!   session's counter, the user, and a counter shared by everyone (a model record), with a
@@ -47,9 +47,9 @@ use serde_json::{Value, json};
 use tower_sessions::{MemoryStore, Session, SessionManagerLayer};
 use unlocked::model::{Model, ModelStore};
 use unlocked::session::SessionStore;
-use unlocked::session::axum::{RequestSession, SessionLayer};
-use unlocked::session::tower::TowerStore;
 use unlocked::template::{FileSystemLoader, MiniJinja, TemplateCache};
+use unlocked::web::axum::{RequestSession, SessionLayer};
+use unlocked::web::tower::TowerStore;
 use unlocked::{Blocking, LockFree, Strategy};
 
 /// The record everyone's requests increment.

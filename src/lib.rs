@@ -56,7 +56,7 @@ pub mod session;
 pub mod strategy;
 pub(crate) mod sync;
 pub mod template;
-#[cfg(feature = "axum")]
+#[cfg(any(feature = "axum", feature = "tower-sessions"))]
 pub mod web;
 
 pub use strategy::{Blocking, LockFree, ParseStrategyError, Strategy, StrategyKind};

@@ -24,7 +24,7 @@ use tower_sessions::session::{Id, Record};
 use tower_sessions::session_store::ExpiredDeletion as _;
 use unlocked::Strategy;
 use unlocked::session::SessionStore;
-use unlocked::session::tower::{BASE_KEY, TowerStore, key_for};
+use unlocked::web::tower::{BASE_KEY, TowerStore, key_for};
 
 /// Concurrent requests per scenario (one cookie).
 const N: usize = 200;
@@ -275,7 +275,7 @@ fn layer_cookie_and_interrupted_save<S: Strategy>() {
     use axum::Router;
     use axum::routing::post;
     use tokio::sync::Notify;
-    use unlocked::session::axum::{RequestSession, SameSite, SessionLayer};
+    use unlocked::web::axum::{RequestSession, SameSite, SessionLayer};
 
     runtime().block_on(async {
         let store = Arc::new(SessionStore::<S>::new());

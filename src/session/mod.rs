@@ -56,19 +56,15 @@
 //!
 //! See `docs/session.md` for the design and its consistency guarantees.
 
-#[cfg(feature = "axum")]
-pub mod axum;
 pub(crate) mod backend;
 mod codec;
 mod data;
 mod error;
 mod handle;
 mod key;
-mod record;
-mod save;
+pub(crate) mod record;
+pub(crate) mod save;
 mod store;
-#[cfg(feature = "tower-sessions")]
-pub mod tower;
 
 pub use codec::{DEFAULT_MAX_ENCODED_LEN, SessionCodec};
 pub use data::{Iter as DataIter, SessionData};

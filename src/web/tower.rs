@@ -6,7 +6,7 @@
 //!
 //! ```
 //! use tower_sessions::SessionManagerLayer;
-//! use unlocked::session::{SessionStore, tower::TowerStore};
+//! use unlocked::{session::SessionStore, web::tower::TowerStore};
 //!
 //! // Instead of `SessionManagerLayer::new(MemoryStore::default())`:
 //! let layer = SessionManagerLayer::new(TowerStore::<unlocked::LockFree>::new(SessionStore::new()));
@@ -38,7 +38,7 @@
 //!   one) from two overlapping requests: both read the same value, both set the same new
 //!   value, the later save wins and one increment is lost. No store can fix that behind
 //!   `Session`: it only ever sees the resulting value, not the operation. Use the native
-//!   handle's [`Session::update`](super::Session::update) (with [`super::axum`]) for
+//!   handle's [`Session::update`](crate::session::Session::update) (with `unlocked::web::axum`) for
 //!   counters. Two requests setting one key: the later save wins for that key. Setting a key
 //!   to the value it already had is not seen as a change (equal hashes), and a changed value
 //!   whose hash collides with the old one's (probability 2⁻⁶⁴ per key, with a per-store random
@@ -47,8 +47,8 @@
 //!   changes.
 //! * **Whole-record cases**: a record without the reserved entry (the user called
 //!   `Session::clear`, or removed the entry) replaces the stored data wholly, as a plain
-//!   store would. With [`ConflictPolicy::LastWriterWins`](super::ConflictPolicy) the store
-//!   always does; with [`ConflictPolicy::Reject`](super::ConflictPolicy) a save whose base
+//!   store would. With [`ConflictPolicy::LastWriterWins`](crate::session::ConflictPolicy) the store
+//!   always does; with [`ConflictPolicy::Reject`](crate::session::ConflictPolicy) a save whose base
 //!   version is not the current one fails (tower-sessions answers 500).
 //!
 //! Do not use [`BASE_KEY`] as a data key. Session ids map one-to-one onto this crate's
@@ -76,12 +76,12 @@ use tower_sessions_core::session_store::{
     Error as StoreError, ExpiredDeletion, Result as StoreResult, SessionStore as TowerSessionStore,
 };
 
-use super::data::SessionData;
-use super::error::SaveError;
-use super::key::{KEY_CHARS, KEY_LEN, SessionKey};
-use super::record::{Expiry, Record, Stamp};
-use super::save::{ConflictPolicy, Op, SaveInput, replay};
-use super::store::SessionStore;
+use crate::session::SaveError;
+use crate::session::SessionData;
+use crate::session::SessionStore;
+use crate::session::record::{Expiry, Record, Stamp};
+use crate::session::save::{ConflictPolicy, Op, SaveInput, replay};
+use crate::session::{KEY_CHARS, KEY_LEN, SessionKey};
 use crate::{LockFree, Strategy};
 
 /// The reserved data key under which [`TowerStore`] keeps the loaded version and value
@@ -94,7 +94,7 @@ pub const BASE_KEY: &str = "__unlocked_base";
 /// ```
 /// # tokio_test_block_on(async {
 /// use tower_sessions_core::{session::{Id, Record}, SessionStore as _};
-/// use unlocked::session::{SessionStore, tower::TowerStore};
+/// use unlocked::{session::SessionStore, web::tower::TowerStore};
 ///
 /// let store: TowerStore = TowerStore::new(SessionStore::new());
 /// let mut record = Record { id: Id(7), data: Default::default(), expiry_date: time::OffsetDateTime::now_utc() + time::Duration::hours(1) };
@@ -248,7 +248,7 @@ impl<S: Strategy> TowerStore<S> {
 ///
 /// ```
 /// use tower_sessions_core::session::Id;
-/// use unlocked::session::tower::key_for;
+/// use unlocked::web::tower::key_for;
 ///
 /// assert_eq!(key_for(Id(0)).as_str(), "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa");
 /// assert_ne!(key_for(Id(1)), key_for(Id(-1)));

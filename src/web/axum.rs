@@ -6,25 +6,25 @@
 //!
 //! * a session that was accessed adds `Vary: Cookie`;
 //! * a session that the handler found empty (an unknown or stale key) or emptied with
-//!   [`flush`](super::Session::flush) (logout) while the request carried a cookie gets the
+//!   [`flush`](crate::session::Session::flush) (logout) while the request carried a cookie gets the
 //!   cookie deleted;
-//! * a modified, non-empty session is [saved](super::Session::save) and its cookie (re)set:
-//!   a new key after [`cycle_key`](super::Session::cycle_key) (login), `Max-Age` from the
+//! * a modified, non-empty session is [saved](crate::session::Session::save) and its cookie (re)set:
+//!   a new key after [`cycle_key`](crate::session::Session::cycle_key) (login), `Max-Age` from the
 //!   session's expiry, or a browser-session cookie for
-//!   [`Expiry::AtBrowserClose`](super::Expiry::AtBrowserClose);
+//!   [`Expiry::AtBrowserClose`](crate::session::Expiry::AtBrowserClose);
 //! * a save that finds the session deleted meanwhile (another request logged out) is not
 //!   resurrected: the response becomes `400 Bad Request`, as Django's `SessionInterrupted`;
 //!   any other save error gives `500`. A handler's 5xx response is not saved (as Django).
 //!
 //! Handlers get the whole native API, update operations included: an
-//! [`update`](super::Session::update) is replayed on the latest record if another request
+//! [`update`](crate::session::Session::update) is replayed on the latest record if another request
 //! saved the session meanwhile, so concurrent increments all count.
 //!
 //! ```
 //! use axum::{Router, routing::post};
 //! use serde_json::json;
 //! use unlocked::session::SessionStore;
-//! use unlocked::session::axum::{RequestSession, SessionLayer};
+//! use unlocked::web::axum::{RequestSession, SessionLayer};
 //!
 //! async fn hit(session: RequestSession) -> String {
 //!     // Lock, change, unlock: the guard cannot be held across an `.await`.
@@ -62,9 +62,9 @@ use parking_lot::{Mutex, MutexGuard};
 use tower_layer::Layer;
 use tower_service::Service;
 
-use super::error::SaveError;
-use super::handle::{ExpiryArgs, OwnedSession};
-use super::store::SessionStore;
+use crate::session::SaveError;
+use crate::session::SessionStore;
+use crate::session::{ExpiryArgs, OwnedSession};
 use crate::{LockFree, Strategy};
 
 /// The cookie's `SameSite` attribute (Django's `SESSION_COOKIE_SAMESITE`).
@@ -125,7 +125,7 @@ impl<S: Strategy> SessionLayer<S> {
     }
 
     /// A layer over a shared store (e.g. one also used by a
-    /// [`TowerStore`](super::tower::TowerStore) or a background task).
+    /// `unlocked::web::tower::TowerStore` or a background task).
     pub fn from_arc(store: Arc<SessionStore<S>>) -> Self {
         SessionLayer {
             store,
@@ -343,7 +343,7 @@ fn set_cookie<B>(response: &mut http::Response<B>, cookie: &Cookie<'_>) {
 
 /// The extractor: this request's native session handle, shared with [`SessionLayer`].
 ///
-/// [`lock`](Self::lock) it to use the [`Session`](super::Session) API; the layer saves it
+/// [`lock`](Self::lock) it to use the [`Session`](crate::session::Session) API; the layer saves it
 /// after the handler returns. Extracting it without the layer fails with
 /// [`MissingSessionLayer`] (a 500 response).
 pub struct RequestSession<S: Strategy = LockFree> {
@@ -379,7 +379,7 @@ pub struct MissingSessionLayer;
 impl fmt::Display for MissingSessionLayer {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(
-            "no session in the request: add `unlocked::session::axum::SessionLayer` (of the \
+            "no session in the request: add `unlocked::web::axum::SessionLayer` (of the \
              same strategy) around this route with `.layer(...)`",
         )
     }
