@@ -39,8 +39,8 @@ mod sealed {
 
 /// How a component synchronises: [`LockFree`] or [`Blocking`]. Sealed.
 ///
-/// Generic code can be written over `S: Strategy` and instantiated for both; see
-/// [`strategy_tests!`](crate::strategy_tests) for running one test scenario per strategy.
+/// Generic code can be written over `S: Strategy` and instantiated for both (this crate's
+/// tests run every scenario once per strategy through a macro in `tests/common`).
 pub trait Strategy:
     sealed::Sealed
     + TemplateStrategy
@@ -146,45 +146,3 @@ impl fmt::Display for ParseStrategyError {
 }
 
 impl std::error::Error for ParseStrategyError {}
-
-/// Instantiates generic test scenarios once per strategy.
-///
-/// Each listed function must be generic over `S: Strategy` and take no arguments. The macro
-/// emits a `lock_free` and a `blocking` module holding one `#[test]` per scenario, so a
-/// scenario written once runs against both strategies. Attributes written before a name
-/// (`#[ignore]`, `#[should_panic]`, `#[cfg(...)]`) are copied onto both tests.
-///
-/// ```
-/// use unlocked::Strategy;
-///
-/// fn kind_round_trips<S: Strategy>() {
-///     assert_eq!(S::KIND.name().parse::<unlocked::StrategyKind>().unwrap(), S::KIND);
-/// }
-///
-/// // Expands to `lock_free::kind_round_trips` and `blocking::kind_round_trips`, two `#[test]`s.
-/// unlocked::strategy_tests!(kind_round_trips);
-/// # fn main() { kind_round_trips::<unlocked::LockFree>(); kind_round_trips::<unlocked::Blocking>(); }
-/// ```
-#[macro_export]
-macro_rules! strategy_tests {
-    ($( $(#[$meta:meta])* $name:ident ),+ $(,)?) => {
-        mod lock_free {
-            $(
-                #[test]
-                $(#[$meta])*
-                pub(super) fn $name() {
-                    super::$name::<$crate::LockFree>();
-                }
-            )+
-        }
-        mod blocking {
-            $(
-                #[test]
-                $(#[$meta])*
-                pub(super) fn $name() {
-                    super::$name::<$crate::Blocking>();
-                }
-            )+
-        }
-    };
-}

@@ -3,6 +3,9 @@
 //! fresh session as documented, leave stored data intact, never panic the caller, and leave
 //! the next caller unaffected. Every scenario runs for both strategies.
 
+#[macro_use]
+mod common;
+
 mod common_template;
 
 use std::panic::catch_unwind;
@@ -579,7 +582,7 @@ fn a_panicking_model_update_changes_nothing<S: Strategy>() {
     assert_eq!(lock::held_by_current_thread(), 0);
 }
 
-unlocked::strategy_tests!(
+strategy_tests!(
     template_names_are_confined,
     hostile_session_keys_give_fresh_sessions,
     extreme_expiry_values_do_not_panic,

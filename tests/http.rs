@@ -3,6 +3,9 @@
 //!
 //! Needs the `axum` and `tower-sessions` features: `cargo test --all-features --test http`.
 
+#[macro_use]
+mod common;
+
 #[path = "../examples/app.rs"]
 #[allow(dead_code)]
 mod app;
@@ -426,7 +429,7 @@ fn tower_store_contract<S: Strategy>() {
     });
 }
 
-unlocked::strategy_tests!(
+strategy_tests!(
     native_counter_loses_nothing,
     login_cycles_and_logout_flushes,
     tower_sessions_keys_all_survive,

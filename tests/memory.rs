@@ -11,6 +11,9 @@
 
 #![cfg(all(target_os = "linux", not(miri)))]
 
+#[macro_use]
+mod common;
+
 use std::sync::Mutex;
 
 use serde_json::json;
@@ -78,4 +81,4 @@ fn churn_keeps_memory_bounded<S: Strategy>() {
     );
 }
 
-unlocked::strategy_tests!(churn_keeps_memory_bounded);
+strategy_tests!(churn_keeps_memory_bounded);

@@ -1,5 +1,8 @@
 //! Scenarios for `unlocked::model`, each run against both strategies.
 
+#[macro_use]
+mod common;
+
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Barrier, mpsc};
 use std::thread;
@@ -723,7 +726,7 @@ fn panicking_ready_hook_is_sticky<S: Strategy>() {
     ));
 }
 
-unlocked::strategy_tests!(
+strategy_tests!(
     insert_assigns_increasing_keys_and_version_one,
     save_commits_only_at_the_version_read,
     save_ignores_commits_to_other_records,

@@ -1,6 +1,9 @@
 //! Stress scenarios for `unlocked::model`, each run against both strategies: invariants are
 //! checked exactly (no lost update, a constant total in every snapshot).
 
+#[macro_use]
+mod common;
+
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Barrier};
 use std::thread;
@@ -286,7 +289,7 @@ fn hot_record_never_starves<S: Strategy>() {
     }
 }
 
-unlocked::strategy_tests!(
+strategy_tests!(
     increments_are_never_lost,
     transfers_keep_the_total_in_every_snapshot,
     hot_record_never_starves

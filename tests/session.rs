@@ -1,5 +1,8 @@
 //! Django-parity and policy scenarios for the session store, run for both strategies.
 
+#[macro_use]
+mod common;
+
 use serde_json::{Value, json};
 use time::macros::datetime;
 use time::{Duration, OffsetDateTime};
@@ -632,7 +635,7 @@ fn refused_create_keeps_the_count<S: Strategy>() {
     }
 }
 
-unlocked::strategy_tests!(
+strategy_tests!(
     floods_at_the_bound_sweep_once_per_interval,
     refused_create_keeps_the_count,
     handles_are_send_stores_are_sync,

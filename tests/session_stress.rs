@@ -1,5 +1,8 @@
 //! Many threads acting as requests on a few shared sessions: no write is lost.
 
+#[macro_use]
+mod common;
+
 use std::sync::Barrier;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::thread;
@@ -171,7 +174,7 @@ fn hot_session_never_starves<S: Strategy>() {
     );
 }
 
-unlocked::strategy_tests!(
+strategy_tests!(
     merge_loses_nothing,
     reject_reports_and_retries,
     hot_session_never_starves

@@ -1,5 +1,8 @@
 //! The strategy vocabulary and the per-strategy test macro.
 
+#[macro_use]
+mod common;
+
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 use unlocked::{Strategy, StrategyKind};
@@ -28,7 +31,7 @@ fn default_is_constructible<S: Strategy>() {
     );
 }
 
-unlocked::strategy_tests!(kind_round_trips, default_is_constructible);
+strategy_tests!(kind_round_trips, default_is_constructible);
 
 #[test]
 fn the_macro_instantiates_each_strategy() {

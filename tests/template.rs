@@ -1,5 +1,8 @@
 //! Template cache scenarios, each run against both strategies.
 
+#[macro_use]
+mod common;
+
 mod common_template;
 
 use std::sync::{Mutex, mpsc};
@@ -449,7 +452,7 @@ fn quoted_names_in_include_lists<S: Strategy>() {
     assert_eq!(cache.engine().compiles_of("b.html"), 1);
 }
 
-unlocked::strategy_tests!(
+strategy_tests!(
     quoted_names_extend_while_cold,
     quoted_names_in_include_lists,
     thread_safety,

@@ -2,6 +2,9 @@
 //! template files. Every render must be a valid output, never an error, and compiles are
 //! counted per (generation, name).
 
+#[macro_use]
+mod common;
+
 mod common_template;
 
 use std::collections::HashMap;
@@ -232,7 +235,7 @@ fn concurrent_misses_compile_once_per_generation<S: Strategy>() {
     }
 }
 
-unlocked::strategy_tests!(
+strategy_tests!(
     readers_never_see_errors_while_files_change,
     concurrent_misses_compile_once_per_generation,
 );
