@@ -171,14 +171,25 @@ impl Escalation {
             flags: &self.flags,
             stripes,
         };
-        loop {
-            if attempts >= budget {
-                return Err(Exhausted { attempts });
-            }
-            attempts = attempts.saturating_add(1);
-            if let Attempt::Done(t) = attempt() {
-                return Ok(t);
-            }
+        retry(progress.budget, attempts, attempt)
+    }
+}
+
+/// Runs `attempt` until it is [`Attempt::Done`] or the `budget` (attempts in all, `done` of
+/// them already made) runs out, with no pause: for writers no other writer can get between.
+pub(crate) fn retry<T>(
+    budget: Option<u32>,
+    mut done: u32,
+    mut attempt: impl FnMut() -> Attempt<T>,
+) -> Result<T, Exhausted> {
+    let budget = budget.unwrap_or(u32::MAX);
+    loop {
+        if done >= budget {
+            return Err(Exhausted { attempts: done });
+        }
+        done = done.saturating_add(1);
+        if let Attempt::Done(t) = attempt() {
+            return Ok(t);
         }
     }
 }

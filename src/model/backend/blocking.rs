@@ -5,7 +5,7 @@ use std::sync::Arc;
 use super::{Backend, Record, ReplaceAllError};
 use crate::lock::{self, Guarded};
 use crate::model::{Model, Versioned};
-use crate::sync::escalate::{Attempt, Exhausted, Progress};
+use crate::sync::escalate::{Attempt, Exhausted, Progress, retry};
 
 /// The records of a blocking store, under the class lock.
 pub struct BlockingTable<M> {
@@ -134,21 +134,11 @@ impl<M: Model> Backend<M> for BlockingBackend<M> {
         &self,
         _pks: &[u64],
         progress: Progress,
-        mut attempt: impl FnMut() -> Attempt<T>,
+        attempt: impl FnMut() -> Attempt<T>,
     ) -> Result<T, Exhausted> {
         // Writers hold the class lock (`alters_data`): an attempt conflicts only with a write
         // made from inside it on this thread. No escalation: the lock already orders writers.
-        let budget = progress.budget.unwrap_or(u32::MAX);
-        let mut attempts = 0_u32;
-        loop {
-            if attempts >= budget {
-                return Err(Exhausted { attempts });
-            }
-            attempts = attempts.saturating_add(1);
-            if let Attempt::Done(t) = attempt() {
-                return Ok(t);
-            }
-        }
+        retry(progress.budget, 0, attempt)
     }
 
     fn alters_data<R>(&self, f: impl FnOnce() -> R) -> R {
