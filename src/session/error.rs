@@ -140,6 +140,10 @@ pub enum SaveError {
     UpdatePanicked(UpdatePanicked),
     /// The session had no key yet and creating it failed.
     Create(CreateError),
+    /// A remote store ([`RedisSessionStore`](super::RedisSessionStore)) could not carry the
+    /// save out: the server was unreachable, refused, or it is unknown whether the write
+    /// landed. The in-memory stores never return this.
+    Store(StoreError),
 }
 
 impl fmt::Display for SaveError {
@@ -161,6 +165,7 @@ impl fmt::Display for SaveError {
             ),
             SaveError::UpdatePanicked(e) => write!(f, "{e}"),
             SaveError::Create(e) => write!(f, "{e}"),
+            SaveError::Store(e) => write!(f, "{e}"),
         }
     }
 }
@@ -170,6 +175,7 @@ impl Error for SaveError {
         match self {
             SaveError::UpdatePanicked(e) => Some(e),
             SaveError::Create(e) => Some(e),
+            SaveError::Store(e) => Some(e),
             _ => None,
         }
     }
@@ -178,6 +184,12 @@ impl Error for SaveError {
 impl From<CreateError> for SaveError {
     fn from(e: CreateError) -> Self {
         SaveError::Create(e)
+    }
+}
+
+impl From<StoreError> for SaveError {
+    fn from(e: StoreError) -> Self {
+        SaveError::Store(e)
     }
 }
 
@@ -299,6 +311,113 @@ impl Error for ImportError {
         match self {
             ImportError::Decode(e) => Some(e),
             ImportError::Create(e) => Some(e),
+        }
+    }
+}
+
+/// A remote session store ([`RedisSessionStore`](super::RedisSessionStore)) failed. Says what
+/// went wrong and what to do; the driver's own error types are not part of the API.
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum StoreError {
+    /// The key prefix cannot be used: it must be printable ASCII without `{`, `}` or spaces
+    /// (braces would change the key's cluster hash slot).
+    InvalidPrefix {
+        /// The prefix given.
+        prefix: String,
+        /// What is wrong with it.
+        reason: &'static str,
+    },
+    /// The server is unreachable or the connection broke, and the store's own reconnects and
+    /// retries did not get through. Nothing was written (reads) or the write was settled as
+    /// not applied. Retry later; check the server.
+    Connection {
+        /// The driver's message.
+        message: String,
+    },
+    /// The connection broke during a write and reading the record back could not tell whether
+    /// the write landed (more than 16 writes to the session since, or the server is still
+    /// unreachable). Load the session again to see.
+    InDoubt {
+        /// The session written.
+        key: SessionKey,
+        /// The driver's message.
+        message: String,
+    },
+    /// The server refused the command (out of memory, a wrong-type key under the prefix, a
+    /// script error). The message is the server's.
+    Server {
+        /// The server's message.
+        message: String,
+    },
+    /// The stored record does not decode: edited by hand, written by another program, or
+    /// corrupted. It is left as it is; delete it (or the whole session) to recover.
+    Corrupt {
+        /// The session whose record is corrupt.
+        key: SessionKey,
+        /// What does not decode.
+        message: String,
+    },
+    /// The session's data is longer than the store's codec allows
+    /// ([`max_encoded_len`](super::RedisSessionStoreBuilder::max_encoded_len)). Nothing was
+    /// written; store less in the session.
+    Encode(EncodeError),
+    /// Other requests kept this session's escalation lock for longer than the store's
+    /// `lock_wait`: an unusually long pile-up of saves to one session. Nothing was written.
+    Busy {
+        /// The session.
+        key: SessionKey,
+    },
+}
+
+impl StoreError {
+    /// `true` for the errors a retry later may cure ([`Connection`](Self::Connection),
+    /// [`InDoubt`](Self::InDoubt), [`Busy`](Self::Busy)).
+    pub fn is_transient(&self) -> bool {
+        matches!(
+            self,
+            StoreError::Connection { .. } | StoreError::InDoubt { .. } | StoreError::Busy { .. }
+        )
+    }
+}
+
+impl fmt::Display for StoreError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            StoreError::InvalidPrefix { prefix, reason } => {
+                write!(f, "invalid session key prefix {prefix:?}: {reason}")
+            }
+            StoreError::Connection { message } => write!(
+                f,
+                "the session server is unreachable or the connection broke: {message}"
+            ),
+            StoreError::InDoubt { key, message } => write!(
+                f,
+                "the connection broke while saving session {key:?} and it is unknown whether \
+                 the save landed ({message}); load the session again"
+            ),
+            StoreError::Server { message } => {
+                write!(f, "the session server refused the command: {message}")
+            }
+            StoreError::Corrupt { key, message } => write!(
+                f,
+                "the stored record of session {key:?} does not decode ({message}); delete it"
+            ),
+            StoreError::Encode(e) => write!(f, "{e}"),
+            StoreError::Busy { key } => write!(
+                f,
+                "session {key:?} stayed locked by other saves for longer than the store's \
+                 lock_wait; retry the request"
+            ),
+        }
+    }
+}
+
+impl Error for StoreError {
+    fn source(&self) -> Option<&(dyn Error + 'static)> {
+        match self {
+            StoreError::Encode(e) => Some(e),
+            _ => None,
         }
     }
 }

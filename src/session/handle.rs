@@ -1,6 +1,5 @@
 //! The per-request session handle, with Django's `SessionBase` semantics.
 
-use std::cell::Cell;
 use std::fmt;
 use std::marker::PhantomData;
 use std::ops::Deref;
@@ -9,11 +8,12 @@ use std::sync::Arc;
 use serde_json::Value;
 use time::OffsetDateTime;
 
-use super::data::{Entry, SessionData};
+use super::data::SessionData;
 use super::error::{CreateError, ImportError, SaveError, UpdatePanicked};
 use super::key::SessionKey;
 use super::record::{Expiry, Record, Stamp, expiry_age, expiry_date};
-use super::save::{Log, Op, SaveInput, UpdateFn, run_update};
+use super::save::SaveInput;
+use super::state::State;
 use super::store::SessionStore;
 use crate::{LockFree, Strategy};
 
@@ -100,14 +100,7 @@ impl ExpiryArgs {
 pub struct Session<'a, S: Strategy = LockFree, R = &'a SessionStore<S>> {
     store: R,
     _borrow: Marker<'a, S>,
-    /// The record loaded or last saved; `None` for a session without a key.
-    base: Option<Arc<Record>>,
-    /// The handle's data; `None` while it equals `base`'s (copy on first write).
-    data: Option<SessionData>,
-    expiry: Option<Expiry>,
-    log: Log,
-    modified: bool,
-    accessed: Cell<bool>,
+    state: State,
 }
 
 /// Ties the handle to `'a` (the borrowed store's lifetime, when `R` is a borrow) and to `S`,
@@ -203,112 +196,68 @@ impl<S: Strategy, R: Deref<Target = SessionStore<S>>> fmt::Debug for Session<'_,
         f.debug_struct("Session")
             .field("key", &self.session_key())
             .field("version", &self.loaded_version())
-            .field("modified", &self.modified)
-            .field("accessed", &self.accessed.get())
-            .field("data", self.view())
+            .field("modified", &self.state.modified)
+            .field("accessed", &self.state.accessed.get())
+            .field("data", self.state.view())
             .finish_non_exhaustive()
     }
 }
 
 impl<S: Strategy, R: Deref<Target = SessionStore<S>>> Session<'_, S, R> {
     pub(crate) fn new(store: R, base: Option<Arc<Record>>) -> Self {
-        let (data, expiry) = match &base {
-            Some(r) => (None, r.expiry),
-            None => (Some(SessionData::new()), None),
-        };
         Session {
             store,
             _borrow: PhantomData,
-            base,
-            data,
-            expiry,
-            log: Log::new(),
-            modified: false,
-            accessed: Cell::new(false),
+            state: State::new(base),
         }
-    }
-
-    fn view(&self) -> &SessionData {
-        match (&self.data, &self.base) {
-            (Some(d), _) => d,
-            (None, Some(b)) => &b.data,
-            (None, None) => unreachable!("a session without a record owns its data"),
-        }
-    }
-
-    fn read(&self) -> &SessionData {
-        self.accessed.set(true);
-        self.view()
-    }
-
-    fn write(&mut self) -> &mut SessionData {
-        self.accessed.set(true);
-        if self.data.is_none() {
-            self.data = Some(
-                self.base
-                    .as_ref()
-                    .map(|b| b.data.clone())
-                    .unwrap_or_default(),
-            );
-        }
-        self.data.get_or_insert_with(SessionData::new)
-    }
-
-    /// Records a change that fully determines its key's value: earlier changes of that key
-    /// are dropped from the log.
-    fn log_overwrite(&mut self, op: Op) {
-        if let Some(key) = op.key() {
-            self.log.retain(|o| o.key() != Some(key));
-        }
-        self.log.push(op);
     }
 
     /// The session's key; `None` until a fresh session is first saved.
     pub fn session_key(&self) -> Option<SessionKey> {
-        self.base.as_ref().map(|r| r.key)
+        self.state.session_key()
     }
 
     /// The version of the record this handle loaded or last saved.
     pub fn loaded_version(&self) -> Option<u64> {
-        self.base.as_ref().map(|r| r.version)
+        self.state.loaded_version()
     }
 
     /// Whether the data was changed (Django's `modified`).
     pub fn modified(&self) -> bool {
-        self.modified
+        self.state.modified
     }
 
     /// Sets `modified` (Django's `request.session.modified = True`, to save a session whose
     /// nested value you changed in place).
     pub fn set_modified(&mut self, modified: bool) {
-        self.modified = modified;
+        self.state.modified = modified;
     }
 
     /// Whether the data was read or written (Django's `accessed`; the middleware then adds
     /// `Vary: Cookie`).
     pub fn accessed(&self) -> bool {
-        self.accessed.get()
+        self.state.accessed.get()
     }
 
     /// The value under `key` (Django's `get`).
     pub fn get(&self, key: &str) -> Option<&Value> {
-        self.read().get(key)
+        self.state.read().get(key)
     }
 
     /// Whether `key` is present (Django's `key in session`).
     pub fn contains(&self, key: &str) -> bool {
-        self.read().contains_key(key)
+        self.state.read().contains_key(key)
     }
 
     /// The data keys (Django's `keys()`; the expiry is not among them, see
     /// [`Expiry`]).
     pub fn keys(&self) -> impl Iterator<Item = &str> + '_ {
-        self.read().keys()
+        self.state.read().keys()
     }
 
     /// Django's `is_empty`: no key and no data. Does not mark the session accessed.
     pub fn is_empty(&self) -> bool {
-        self.base.is_none() && self.view().is_empty()
+        self.state.is_empty()
     }
 
     /// Sets `key` to `value` (Django's `session[key] = value`). Under
@@ -318,38 +267,20 @@ impl<S: Strategy, R: Deref<Target = SessionStore<S>>> Session<'_, S, R> {
     /// The value is stored once and shared by the handle, its change log and the saved
     /// record: nothing is copied.
     pub fn insert(&mut self, key: impl AsRef<str>, value: impl Into<Value>) {
-        self.modified = true;
-        let entry = self.write().set_shared(key.as_ref(), value.into());
-        self.log_overwrite(Op::Set(entry));
+        self.state.insert(key.as_ref(), value.into());
     }
 
     /// Removes `key` and returns its value (Django's `pop`); marks the session modified only if
     /// the key was present.
     pub fn remove(&mut self, key: &str) -> Option<Value> {
-        if !self.read().contains_key(key) {
-            return None;
-        }
-        self.modified = true;
-        let entry = self.write().take_entry(key)?;
-        self.log_overwrite(Op::Remove(Arc::clone(&entry.key)));
-        Some(Entry::into_value(entry))
+        self.state.remove(key)
     }
 
     /// Django's `setdefault`: the value under `key`, inserting `default` first if absent
     /// (only then is the session modified). On a merge it is replayed as "insert if absent",
     /// so it never overwrites a value another request saved meanwhile.
     pub fn setdefault(&mut self, key: impl AsRef<str>, default: impl Into<Value>) -> &Value {
-        let key = key.as_ref();
-        if !self.read().contains_key(key) {
-            let default = default.into();
-            self.modified = true;
-            let entry = self.write().set_shared(key, default.clone());
-            let f: UpdateFn = Box::new(move |old| old.cloned().unwrap_or_else(|| default.clone()));
-            self.log.push(Op::Update(Arc::clone(&entry.key), f));
-        }
-        self.view()
-            .get(key)
-            .expect("present: found or just inserted")
+        self.state.setdefault(key.as_ref(), default.into())
     }
 
     /// Records an update *operation* on `key`: `f` computes the new value from the current one
@@ -364,38 +295,22 @@ impl<S: Strategy, R: Deref<Target = SessionStore<S>>> Session<'_, S, R> {
     where
         F: Fn(Option<&Value>) -> Value + Send + Sync + 'static,
     {
-        let key = key.as_ref();
-        let f: UpdateFn = Box::new(f);
-        // Computed before the copy-on-write, so a panic leaves the handle as it was.
-        let new = run_update(key, &f, self.read().get(key))?;
-        self.modified = true;
-        let entry = self.write().set_shared(key, new);
-        self.log.push(Op::Update(Arc::clone(&entry.key), f));
-        Ok(self.view().get(key).expect("just set"))
+        self.state.update(key.as_ref(), Box::new(f))
     }
 
     /// Removes all data (Django's `clear`). On a merge it clears the latest record too, then
     /// applies this request's later changes.
     pub fn clear(&mut self) {
-        self.modified = true;
-        self.write().clear();
-        self.log
-            .retain(|o| o.key().is_none() && !matches!(o, Op::Clear));
-        self.log.push(Op::Clear);
+        self.state.clear();
     }
 
     /// Django's `flush` (logout): clears the data, deletes the session from the store now and
     /// forgets the key. A concurrent request's save of this session then fails with
     /// [`SaveError::Gone`] instead of resurrecting it (Django #21608).
     pub fn flush(&mut self) {
-        self.modified = true;
-        self.accessed.set(true);
-        if let Some(base) = self.base.take() {
+        if let Some(base) = self.state.flush() {
             self.store.delete_key(&base.key);
         }
-        self.data = Some(SessionData::new());
-        self.expiry = None;
-        self.log.clear();
     }
 
     /// Django's `cycle_key` (call it at login): stores this handle's data under a new key and
@@ -407,39 +322,26 @@ impl<S: Strategy, R: Deref<Target = SessionStore<S>>> Session<'_, S, R> {
     /// after the removal fails with [`SaveError::Gone`]. Fails only for a session without a key
     /// at the [`max_sessions`](super::SessionStoreBuilder::max_sessions) bound.
     pub fn cycle_key(&mut self) -> Result<(), CreateError> {
-        let data = self.read().clone();
-        let had_key = self.base.is_some();
+        let data = self.state.read().clone();
+        let had_key = self.state.base.is_some();
         let record = self
             .store
-            .insert_new(data, self.expiry, Stamp::now(), had_key)?;
-        if let Some(old) = self.base.replace(record) {
+            .insert_new(data, self.state.expiry, Stamp::now(), had_key)?;
+        if let Some(old) = self.state.cycled(record) {
             self.store.delete_key(&old.key);
         }
-        self.data = None;
-        self.log.clear();
-        self.modified = true;
         Ok(())
     }
 
     /// Django's `set_expiry`: [`Expiry::Seconds`], [`Expiry::At`],
     /// [`Expiry::AtBrowserClose`], or `None` to go back to the store's default age.
     pub fn set_expiry(&mut self, expiry: impl Into<Option<Expiry>>) {
-        let expiry = expiry.into();
-        self.accessed.set(true);
-        if expiry.is_none() && self.expiry.is_none() {
-            // Django: deleting an absent `_session_expiry` changes nothing.
-            return;
-        }
-        self.modified = true;
-        self.expiry = expiry;
-        self.log.retain(|o| !matches!(o, Op::SetExpiry(_)));
-        self.log.push(Op::SetExpiry(expiry));
+        self.state.set_expiry(expiry.into());
     }
 
     /// The custom expiry, if any (reads the session).
     pub fn expiry(&self) -> Option<Expiry> {
-        self.accessed.set(true);
-        self.expiry
+        self.state.expiry()
     }
 
     fn expiry_for(&self, args: &ExpiryArgs) -> Option<Expiry> {
@@ -489,26 +391,24 @@ impl<S: Strategy, R: Deref<Target = SessionStore<S>>> Session<'_, S, R> {
     /// On error the store is unchanged and the handle keeps its data and log.
     pub fn save(&mut self) -> Result<(), SaveError> {
         let now = Stamp::now();
-        let saved = match &self.base {
+        let state = &mut self.state;
+        let saved = match &state.base {
             None => {
-                let data = self.data.clone().unwrap_or_default();
-                self.store.insert_new(data, self.expiry, now, false)?
+                let data = state.data.clone().unwrap_or_default();
+                self.store.insert_new(data, state.expiry, now, false)?
             }
             Some(base) => self.store.save_changes(SaveInput {
                 key: base.key,
                 base,
-                data: &mut self.data,
-                expiry: self.expiry,
-                log: &self.log,
+                data: &mut state.data,
+                expiry: state.expiry,
+                log: &state.log,
                 policy: self.store.conflict_policy(),
                 now,
                 default_age: self.store.default_age_secs(),
             })?,
         };
-        self.expiry = saved.expiry;
-        self.base = Some(saved);
-        self.data = None;
-        self.log.clear();
+        state.saved(saved);
         Ok(())
     }
 }

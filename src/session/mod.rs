@@ -63,18 +63,23 @@ mod error;
 mod handle;
 mod key;
 pub(crate) mod record;
+#[cfg(feature = "redis")]
+mod redis;
 pub(crate) mod save;
+mod state;
 mod store;
 
 pub use codec::{DEFAULT_MAX_ENCODED_LEN, SessionCodec};
 pub use data::{Iter as DataIter, SessionData};
 pub use error::{
-    CreateError, DecodeError, EncodeError, ImportError, InvalidSessionKey, SaveError,
+    CreateError, DecodeError, EncodeError, ImportError, InvalidSessionKey, SaveError, StoreError,
     UpdatePanicked,
 };
 pub use handle::{ExpiryArgs, OwnedSession, Session};
 pub use key::{KEY_CHARS, KEY_LEN, MIN_KEY_LEN, SessionKey};
 pub use record::{Expiry, Record};
+#[cfg(feature = "redis")]
+pub use redis::{DEFAULT_PREFIX, RedisSession, RedisSessionStore, RedisSessionStoreBuilder};
 pub use save::ConflictPolicy;
 pub use store::{DEFAULT_AGE_SECS, SessionStore, SessionStoreBuilder};
 

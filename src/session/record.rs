@@ -112,6 +112,16 @@ impl Stamp {
         u64::try_from(self.0.max(0)).unwrap_or(u64::MAX)
     }
 
+    /// Nanoseconds since the epoch.
+    pub(crate) fn nanos(self) -> i128 {
+        self.0
+    }
+
+    /// From nanoseconds since the epoch, clamped to the representable range.
+    pub(crate) fn from_nanos(nanos: i128) -> Stamp {
+        Stamp::clamped(nanos)
+    }
+
     pub(crate) fn from_datetime(at: OffsetDateTime) -> Stamp {
         Stamp(at.unix_timestamp_nanos())
     }

@@ -137,68 +137,98 @@ pub(crate) struct SaveInput<'a> {
     pub(crate) default_age: i64,
 }
 
-/// The versioned save: build the next record from the entry's current record and publish it
-/// with a compare-and-swap on the entry; on a lost race, retry from the record that won,
-/// following the back end's write protocol (so it never fails for contention).
+/// The record a save publishes next, and whether it carries the handle's own data.
+pub(crate) struct Next {
+    pub(crate) record: Record,
+    /// Built from the handle's data (taken from it): hand it back with
+    /// [`SaveInput::give_back`] if the record is not published.
+    mine: bool,
+}
+
+impl SaveInput<'_> {
+    /// The one decision of every versioned save, for every store: the record to publish over
+    /// the store's `current` record. `is_base`: `current` is the very record this handle
+    /// loaded (no other save landed since), so the handle's view is written as it is;
+    /// otherwise the conflict policy decides: `Reject` refuses, `MergeChangedKeys` replays the
+    /// change log onto `current`, `LastWriterWins` writes the handle's view anyway.
+    pub(crate) fn next(&mut self, current: &Arc<Record>, is_base: bool) -> Result<Next, SaveError> {
+        if current.expired(self.now) {
+            return Err(SaveError::Gone { key: self.key });
+        }
+        let mine = is_base || self.policy == ConflictPolicy::LastWriterWins;
+        let (data, expiry) = if mine {
+            let d = match self.data.take() {
+                Some(d) => d,
+                None => self.base.data.clone(),
+            };
+            (d, self.expiry)
+        } else if self.policy == ConflictPolicy::Reject {
+            return Err(SaveError::Conflict {
+                loaded_version: self.base.version,
+                current: Arc::clone(current),
+            });
+        } else {
+            let mut d = current.data.clone();
+            let mut e = current.expiry;
+            replay(self.log, &mut d, &mut e)?;
+            (d, e)
+        };
+        Ok(Next {
+            record: Record {
+                key: self.key,
+                expires_at: expires_stamp(expiry, self.now, self.default_age),
+                data,
+                expiry,
+                version: current.version + 1,
+            },
+            mine,
+        })
+    }
+
+    /// [`give_back`](Self::give_back) for a record never shared.
+    pub(crate) fn give_back_owned(&mut self, next: Next) {
+        if next.mine {
+            *self.data = Some(next.record.data);
+        }
+    }
+
+    /// A record built by [`next`](Self::next) was not published: the handle gets its data
+    /// back (for the next attempt, or to keep after a failed save).
+    pub(crate) fn give_back(&mut self, mine: bool, rejected: Arc<Record>) {
+        if mine {
+            // Normally the only reference: no copy.
+            *self.data = Some(match Arc::try_unwrap(rejected) {
+                Ok(r) => r.data,
+                Err(shared) => shared.data.clone(),
+            });
+        }
+    }
+}
+
+/// The versioned save on an in-memory back end: build the next record from the entry's
+/// current record and publish it with a compare-and-swap on the entry; on a lost race, retry
+/// from the record that won, following the back end's write protocol (so it never fails for
+/// contention).
 ///
 /// The back end's compare-and-swap compares by identity: the caller holds `expected`, so its
 /// address cannot be reused meanwhile (no ABA).
 pub(crate) fn versioned_save<B: Backend>(
-    input: SaveInput<'_>,
+    mut input: SaveInput<'_>,
     backend: &B,
 ) -> Result<Arc<Record>, SaveError> {
-    let SaveInput {
-        key,
-        base,
-        data,
-        expiry,
-        log,
-        policy,
-        now,
-        default_age,
-    } = input;
+    let base = input.base;
+    let key = input.key;
     let mut current = Arc::clone(base);
     backend.write(&key, || {
-        if current.expired(now) {
-            return Attempt::Done(Err(SaveError::Gone { key }));
-        }
-        let mine = Arc::ptr_eq(&current, base) || policy == ConflictPolicy::LastWriterWins;
-        let (new_data, new_expiry) = if mine {
-            let d = match data.take() {
-                Some(d) => d,
-                None => base.data.clone(),
-            };
-            (d, expiry)
-        } else if policy == ConflictPolicy::Reject {
-            return Attempt::Done(Err(SaveError::Conflict {
-                loaded_version: base.version,
-                current: Arc::clone(&current),
-            }));
-        } else {
-            let mut d = current.data.clone();
-            let mut e = current.expiry;
-            if let Err(panicked) = replay(log, &mut d, &mut e) {
-                return Attempt::Done(Err(panicked.into()));
-            }
-            (d, e)
+        let next = match input.next(&current, Arc::ptr_eq(&current, base)) {
+            Ok(next) => next,
+            Err(e) => return Attempt::Done(Err(e)),
         };
-        let record = Arc::new(Record {
-            key,
-            expires_at: expires_stamp(new_expiry, now, default_age),
-            data: new_data,
-            expiry: new_expiry,
-            version: current.version + 1,
-        });
-        match backend.compare_and_swap(&current, record) {
+        let mine = next.mine;
+        match backend.compare_and_swap(&current, Arc::new(next.record)) {
             Ok(saved) => Attempt::Done(Ok(saved)),
             Err((failure, rejected)) => {
-                if mine {
-                    // Take our data back for the next attempt (normally the only reference).
-                    *data = Some(match Arc::try_unwrap(rejected) {
-                        Ok(r) => r.data,
-                        Err(shared) => shared.data.clone(),
-                    });
-                }
+                input.give_back(mine, rejected);
                 match failure {
                     CasFailure::Changed(newer) => {
                         current = newer;

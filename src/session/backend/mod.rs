@@ -26,6 +26,8 @@ use crate::sync::escalate::{Attempt, Progress};
 
 pub(crate) mod blocking;
 pub(crate) mod lock_free;
+#[cfg(feature = "redis")]
+pub(crate) mod redis;
 
 /// Why a compare-and-swap on one map entry failed.
 #[derive(Debug)]

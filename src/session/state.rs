@@ -1,0 +1,183 @@
+//! What one request's session handle holds, and Django's `SessionBase` operations on it that
+//! touch no store: written once for every handle ([`Session`](super::Session) on the in-memory
+//! stores, [`RedisSession`](super::RedisSession) on Redis), which add only the calls that reach
+//! their store (`save`, `flush`, `cycle_key`).
+
+use std::cell::Cell;
+use std::sync::Arc;
+
+use serde_json::Value;
+
+use super::data::{Entry, SessionData};
+use super::error::UpdatePanicked;
+use super::key::SessionKey;
+use super::record::{Expiry, Record};
+use super::save::{Log, Op, UpdateFn, run_update};
+
+/// A handle's state: the record it loaded, its copy-on-write data, its change log and flags.
+pub(crate) struct State {
+    /// The record loaded or last saved; `None` for a session without a key.
+    pub(crate) base: Option<Arc<Record>>,
+    /// The handle's data; `None` while it equals `base`'s (copy on first write).
+    pub(crate) data: Option<SessionData>,
+    pub(crate) expiry: Option<Expiry>,
+    pub(crate) log: Log,
+    pub(crate) modified: bool,
+    pub(crate) accessed: Cell<bool>,
+}
+
+impl State {
+    pub(crate) fn new(base: Option<Arc<Record>>) -> Self {
+        let (data, expiry) = match &base {
+            Some(r) => (None, r.expiry),
+            None => (Some(SessionData::new()), None),
+        };
+        State {
+            base,
+            data,
+            expiry,
+            log: Log::new(),
+            modified: false,
+            accessed: Cell::new(false),
+        }
+    }
+
+    pub(crate) fn view(&self) -> &SessionData {
+        match (&self.data, &self.base) {
+            (Some(d), _) => d,
+            (None, Some(b)) => &b.data,
+            (None, None) => unreachable!("a session without a record owns its data"),
+        }
+    }
+
+    pub(crate) fn read(&self) -> &SessionData {
+        self.accessed.set(true);
+        self.view()
+    }
+
+    fn write(&mut self) -> &mut SessionData {
+        self.accessed.set(true);
+        if self.data.is_none() {
+            self.data = Some(
+                self.base
+                    .as_ref()
+                    .map(|b| b.data.clone())
+                    .unwrap_or_default(),
+            );
+        }
+        self.data.get_or_insert_with(SessionData::new)
+    }
+
+    /// Records a change that fully determines its key's value: earlier changes of that key
+    /// are dropped from the log.
+    fn log_overwrite(&mut self, op: Op) {
+        if let Some(key) = op.key() {
+            self.log.retain(|o| o.key() != Some(key));
+        }
+        self.log.push(op);
+    }
+
+    pub(crate) fn session_key(&self) -> Option<SessionKey> {
+        self.base.as_ref().map(|r| r.key)
+    }
+
+    pub(crate) fn loaded_version(&self) -> Option<u64> {
+        self.base.as_ref().map(|r| r.version)
+    }
+
+    pub(crate) fn is_empty(&self) -> bool {
+        self.base.is_none() && self.view().is_empty()
+    }
+
+    pub(crate) fn insert(&mut self, key: &str, value: Value) {
+        self.modified = true;
+        let entry = self.write().set_shared(key, value);
+        self.log_overwrite(Op::Set(entry));
+    }
+
+    pub(crate) fn remove(&mut self, key: &str) -> Option<Value> {
+        if !self.read().contains_key(key) {
+            return None;
+        }
+        self.modified = true;
+        let entry = self.write().take_entry(key)?;
+        self.log_overwrite(Op::Remove(Arc::clone(&entry.key)));
+        Some(Entry::into_value(entry))
+    }
+
+    pub(crate) fn setdefault(&mut self, key: &str, default: Value) -> &Value {
+        if !self.read().contains_key(key) {
+            self.modified = true;
+            let entry = self.write().set_shared(key, default.clone());
+            let f: UpdateFn = Box::new(move |old| old.cloned().unwrap_or_else(|| default.clone()));
+            self.log.push(Op::Update(Arc::clone(&entry.key), f));
+        }
+        self.view()
+            .get(key)
+            .expect("present: found or just inserted")
+    }
+
+    pub(crate) fn update(&mut self, key: &str, f: UpdateFn) -> Result<&Value, UpdatePanicked> {
+        // Computed before the copy-on-write, so a panic leaves the handle as it was.
+        let new = run_update(key, &f, self.read().get(key))?;
+        self.modified = true;
+        let entry = self.write().set_shared(key, new);
+        self.log.push(Op::Update(Arc::clone(&entry.key), f));
+        Ok(self.view().get(key).expect("just set"))
+    }
+
+    pub(crate) fn clear(&mut self) {
+        self.modified = true;
+        self.write().clear();
+        self.log
+            .retain(|o| o.key().is_none() && !matches!(o, Op::Clear));
+        self.log.push(Op::Clear);
+    }
+
+    /// The local half of `flush`: forgets the key, the data and the log; returns the record
+    /// the store must delete.
+    pub(crate) fn flush(&mut self) -> Option<Arc<Record>> {
+        self.modified = true;
+        self.accessed.set(true);
+        let base = self.base.take();
+        self.data = Some(SessionData::new());
+        self.expiry = None;
+        self.log.clear();
+        base
+    }
+
+    /// The local half of `cycle_key`, after the store inserted `record` under a new key:
+    /// returns the old record, which the store must delete.
+    pub(crate) fn cycled(&mut self, record: Arc<Record>) -> Option<Arc<Record>> {
+        let old = self.base.replace(record);
+        self.data = None;
+        self.log.clear();
+        self.modified = true;
+        old
+    }
+
+    pub(crate) fn set_expiry(&mut self, expiry: Option<Expiry>) {
+        self.accessed.set(true);
+        if expiry.is_none() && self.expiry.is_none() {
+            // Django: deleting an absent `_session_expiry` changes nothing.
+            return;
+        }
+        self.modified = true;
+        self.expiry = expiry;
+        self.log.retain(|o| !matches!(o, Op::SetExpiry(_)));
+        self.log.push(Op::SetExpiry(expiry));
+    }
+
+    pub(crate) fn expiry(&self) -> Option<Expiry> {
+        self.accessed.set(true);
+        self.expiry
+    }
+
+    /// After a successful save: the handle holds the stored record and an empty log.
+    pub(crate) fn saved(&mut self, saved: Arc<Record>) {
+        self.expiry = saved.expiry;
+        self.base = Some(saved);
+        self.data = None;
+        self.log.clear();
+    }
+}
