@@ -320,11 +320,13 @@ impl Error for ImportError {
 #[derive(Clone, Debug, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum StoreError {
-    /// The key prefix cannot be used: it must be printable ASCII without `{`, `}` or spaces
-    /// (braces would change the key's cluster hash slot).
-    InvalidPrefix {
-        /// The prefix given.
-        prefix: String,
+    /// A builder setting cannot be used (the key prefix: printable ASCII without `{`, `}` or
+    /// spaces, as braces would change the key's cluster hash slot). Nothing was connected.
+    InvalidSetting {
+        /// The setting, e.g. `prefix`.
+        setting: &'static str,
+        /// The value given.
+        value: String,
         /// What is wrong with it.
         reason: &'static str,
     },
@@ -384,9 +386,11 @@ impl StoreError {
 impl fmt::Display for StoreError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            StoreError::InvalidPrefix { prefix, reason } => {
-                write!(f, "invalid session key prefix {prefix:?}: {reason}")
-            }
+            StoreError::InvalidSetting {
+                setting,
+                value,
+                reason,
+            } => write!(f, "invalid `{setting}` {value:?}: {reason}"),
             StoreError::Connection { message } => write!(
                 f,
                 "the session server is unreachable or the connection broke: {message}"

@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
-use redis::{AsyncCommands, Value as RedisValue};
+use redis::{AsyncCommands, IntoConnectionInfo, Value as RedisValue};
 use serde_json::Value;
 use time::OffsetDateTime;
 
@@ -195,13 +195,15 @@ impl RedisSessionStoreBuilder {
     ///
     /// # Errors
     ///
-    /// [`StoreError::InvalidPrefix`], or [`StoreError::Connection`] if the server cannot be
+    /// [`StoreError::InvalidSetting`], or [`StoreError::Connection`] if the server cannot be
     /// reached.
     pub async fn connect(self, url: &str) -> Result<RedisSessionStore, StoreError> {
         check_prefix(&self.prefix)?;
-        let client = redis::Client::open(url).map_err(|e| StoreError::Connection {
+        let invalid_url = |e: redis::RedisError| StoreError::Connection {
             message: format!("invalid Redis URL: {e}"),
-        })?;
+        };
+        let info = url.into_connection_info().map_err(invalid_url)?;
+        let client = redis::Client::open(info).map_err(invalid_url)?;
         let config = ConnectionManagerConfig::new()
             .set_connection_timeout(Some(self.connection_timeout))
             .set_response_timeout(Some(self.response_timeout))

@@ -87,8 +87,9 @@ impl Scripts {
 /// spaces.
 pub(crate) fn check_prefix(prefix: &str) -> Result<(), StoreError> {
     let bad = |reason| {
-        Err(StoreError::InvalidPrefix {
-            prefix: prefix.to_owned(),
+        Err(StoreError::InvalidSetting {
+            setting: "prefix",
+            value: prefix.to_owned(),
             reason,
         })
     };
