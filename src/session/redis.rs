@@ -299,7 +299,11 @@ impl RedisSessionStore {
         }
     }
 
-    async fn fetch(&self, key: SessionKey) -> Result<(Option<Record>, RedisValue), StoreError> {
+    /// The record under `key` as stored (expired or not), and its write tokens.
+    pub(crate) async fn fetch(
+        &self,
+        key: SessionKey,
+    ) -> Result<(Option<Record>, RedisValue), StoreError> {
         let rkey = record_key(&self.inner.prefix, &key);
         let fields: Vec<RedisValue> = self
             .idempotent(|mut c| {
@@ -374,14 +378,22 @@ impl RedisSessionStore {
     /// answer the request without a session, or [`delete`](Self::delete) it);
     /// [`StoreError::Connection`] or [`StoreError::Server`].
     pub async fn load(&self, key: Option<&str>) -> Result<RedisSession, StoreError> {
-        let record = match key {
-            Some(k) => self.record(k).await?,
-            None => None,
+        let Some(key) = key else {
+            return Ok(self.fresh());
         };
+        let record = self.record(key).await?;
         Ok(RedisSession {
             store: self.clone(),
             state: State::new(record),
         })
+    }
+
+    /// A handle without a session (what `load(None)` gives), without a round trip.
+    pub(crate) fn fresh(&self) -> RedisSession {
+        RedisSession {
+            store: self.clone(),
+            state: State::new(None),
+        }
     }
 
     /// Creates an empty session under a new key right away (Django's `create()`).
@@ -409,8 +421,21 @@ impl RedisSessionStore {
         expiry: Option<Expiry>,
         now: Stamp,
     ) -> Result<Arc<Record>, StoreError> {
+        self.insert_new_keyed(data, expiry, now, SessionKey::generate)
+            .await
+    }
+
+    /// [`insert_new`](Self::insert_new) with the keys drawn from `next_key` (integrations
+    /// whose framework picks the session id).
+    pub(crate) async fn insert_new_keyed(
+        &self,
+        data: SessionData,
+        expiry: Option<Expiry>,
+        now: Stamp,
+        mut next_key: impl FnMut() -> SessionKey + Send,
+    ) -> Result<Arc<Record>, StoreError> {
         let mut record = Record {
-            key: SessionKey::generate(),
+            key: next_key(),
             expires_at: expires_stamp(expiry, now, self.inner.default_age),
             data,
             expiry,
@@ -437,7 +462,7 @@ impl RedisSessionStore {
                 Ok(1) => return Ok(Arc::new(record)),
                 // The key exists (a 166-bit collision, or a record planted under a guessed
                 // key): draw another.
-                Ok(_) => record.key = SessionKey::generate(),
+                Ok(_) => record.key = next_key(),
                 Err(e) => match Failure::of(&e) {
                     Failure::Connection(message) => {
                         broken += 1;
@@ -449,7 +474,7 @@ impl RedisSessionStore {
                             // Nothing there: create again under the same key. Someone
                             // else's record there: draw another key.
                             Settled::NotLanded(None) => {}
-                            Settled::NotLanded(Some(_)) => record.key = SessionKey::generate(),
+                            Settled::NotLanded(Some(_)) => record.key = next_key(),
                         }
                     }
                     f => return Err(f.into_error()),
@@ -527,7 +552,10 @@ impl RedisSessionStore {
     /// The versioned save on Redis: the same decisions as in memory ([`SaveInput::next`]), each
     /// attempt one script round trip; after `escalate_after` conflicts in a row (or on meeting
     /// another writer's lock) the save takes the session's lock, so it finishes.
-    async fn save_changes(&self, mut input: SaveInput<'_>) -> Result<Arc<Record>, SaveError> {
+    pub(crate) async fn save_changes(
+        &self,
+        mut input: SaveInput<'_>,
+    ) -> Result<Arc<Record>, SaveError> {
         let key = input.key;
         let mut current = Arc::clone(input.base);
         let mut is_base = true;

@@ -123,7 +123,8 @@ pub enum ConflictPolicy {
 }
 
 /// What a save brings: the handle's view and its change log.
-pub(crate) struct SaveInput<'a> {
+#[allow(unreachable_pub)] // sealed: named by the web back-end traits, unreachable from outside
+pub struct SaveInput<'a> {
     pub(crate) key: SessionKey,
     /// The record the handle loaded (or last saved).
     pub(crate) base: &'a Arc<Record>,

@@ -65,7 +65,138 @@ use tower_service::Service;
 use crate::session::SaveError;
 use crate::session::SessionStore;
 use crate::session::{ExpiryArgs, OwnedSession};
+#[cfg(feature = "redis")]
+use crate::session::{RedisSession, RedisSessionStore, StoreError};
 use crate::{LockFree, Strategy};
+
+mod sealed {
+    // Public items of a private module: nameable by no one outside the crate (sealed).
+    #![allow(unreachable_pub)]
+
+    use std::fmt;
+    use std::future::Future;
+    use std::sync::Arc;
+
+    use crate::session::{ExpiryArgs, SaveError, SessionKey};
+
+    /// A session store the layer can serve: the in-memory store under a strategy, or Redis.
+    pub trait Backing: Send + Sync + 'static {
+        /// The store.
+        type Store: fmt::Debug + Send + Sync + 'static;
+        /// A request's handle.
+        type Handle: Handle;
+        /// Loads the session the cookie names; `Err` only when the store cannot answer (the
+        /// layer then answers 503 without calling the handler).
+        fn load(
+            store: &Arc<Self::Store>,
+            key: Option<&str>,
+        ) -> impl Future<Output = Result<Self::Handle, String>> + Send;
+        /// A handle without a session (no I/O).
+        fn fresh(store: &Arc<Self::Store>) -> Self::Handle;
+    }
+
+    /// What the layer does with a handle after the handler.
+    pub trait Handle: fmt::Debug + Send + 'static {
+        fn accessed(&self) -> bool;
+        fn modified(&self) -> bool;
+        fn is_empty(&self) -> bool;
+        fn session_key(&self) -> Option<SessionKey>;
+        fn get_expire_at_browser_close(&self) -> bool;
+        fn get_expiry_age(&self, args: ExpiryArgs) -> i64;
+        fn save(&mut self) -> impl Future<Output = Result<(), SaveError>> + Send;
+    }
+}
+
+use sealed::{Backing, Handle};
+
+impl<S: Strategy> Backing for S {
+    type Store = SessionStore<S>;
+    type Handle = OwnedSession<S>;
+    async fn load(
+        store: &Arc<SessionStore<S>>,
+        key: Option<&str>,
+    ) -> Result<OwnedSession<S>, String> {
+        Ok(store.load_owned(key))
+    }
+    fn fresh(store: &Arc<SessionStore<S>>) -> OwnedSession<S> {
+        store.load_owned(None)
+    }
+}
+
+impl<S: Strategy> Handle for OwnedSession<S> {
+    fn accessed(&self) -> bool {
+        OwnedSession::accessed(self)
+    }
+    fn modified(&self) -> bool {
+        OwnedSession::modified(self)
+    }
+    fn is_empty(&self) -> bool {
+        OwnedSession::is_empty(self)
+    }
+    fn session_key(&self) -> Option<crate::session::SessionKey> {
+        OwnedSession::session_key(self)
+    }
+    fn get_expire_at_browser_close(&self) -> bool {
+        OwnedSession::get_expire_at_browser_close(self)
+    }
+    fn get_expiry_age(&self, args: ExpiryArgs) -> i64 {
+        OwnedSession::get_expiry_age(self, args)
+    }
+    async fn save(&mut self) -> Result<(), SaveError> {
+        OwnedSession::save(self)
+    }
+}
+
+/// Selects [`RedisSessionStore`] for [`SessionLayer`] and [`RequestSession`]:
+/// `SessionLayer::<Redis>::new(store)`, `RequestSession<Redis>` (feature `redis`).
+#[cfg(feature = "redis")]
+#[derive(Debug)]
+pub enum Redis {}
+
+#[cfg(feature = "redis")]
+impl Backing for Redis {
+    type Store = RedisSessionStore;
+    type Handle = RedisSession;
+    async fn load(
+        store: &Arc<RedisSessionStore>,
+        key: Option<&str>,
+    ) -> Result<RedisSession, String> {
+        match store.load(key).await {
+            Ok(s) => Ok(s),
+            // Django's decode-or-empty: a record that does not decode is no session.
+            Err(StoreError::Corrupt { .. }) => Ok(store.fresh()),
+            Err(e) => Err(e.to_string()),
+        }
+    }
+    fn fresh(store: &Arc<RedisSessionStore>) -> RedisSession {
+        store.fresh()
+    }
+}
+
+#[cfg(feature = "redis")]
+impl Handle for RedisSession {
+    fn accessed(&self) -> bool {
+        RedisSession::accessed(self)
+    }
+    fn modified(&self) -> bool {
+        RedisSession::modified(self)
+    }
+    fn is_empty(&self) -> bool {
+        RedisSession::is_empty(self)
+    }
+    fn session_key(&self) -> Option<crate::session::SessionKey> {
+        RedisSession::session_key(self)
+    }
+    fn get_expire_at_browser_close(&self) -> bool {
+        RedisSession::get_expire_at_browser_close(self)
+    }
+    fn get_expiry_age(&self, args: ExpiryArgs) -> i64 {
+        RedisSession::get_expiry_age(self, args)
+    }
+    async fn save(&mut self) -> Result<(), SaveError> {
+        RedisSession::save(self).await
+    }
+}
 
 /// The cookie's `SameSite` attribute (Django's `SESSION_COOKIE_SAMESITE`).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
@@ -95,12 +226,12 @@ struct CookieConfig {
 /// Cookie settings default to Django's: name `sessionid`, path `/`, `HttpOnly`,
 /// `SameSite=Lax`, and `Secure` **on** (turn it off with [`secure(false)`](Self::secure) for
 /// plain-HTTP development only).
-pub struct SessionLayer<S: Strategy = LockFree> {
-    store: Arc<SessionStore<S>>,
+pub struct SessionLayer<S: Backing = LockFree> {
+    store: Arc<S::Store>,
     cookie: Arc<CookieConfig>,
 }
 
-impl<S: Strategy> Clone for SessionLayer<S> {
+impl<S: Backing> Clone for SessionLayer<S> {
     fn clone(&self) -> Self {
         SessionLayer {
             store: Arc::clone(&self.store),
@@ -109,7 +240,7 @@ impl<S: Strategy> Clone for SessionLayer<S> {
     }
 }
 
-impl<S: Strategy> fmt::Debug for SessionLayer<S> {
+impl<S: Backing> fmt::Debug for SessionLayer<S> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("SessionLayer")
             .field("store", &self.store)
@@ -127,6 +258,43 @@ impl<S: Strategy> SessionLayer<S> {
     /// A layer over a shared store (e.g. one also used by a
     /// `unlocked::web::tower::TowerStore` or a background task).
     pub fn from_arc(store: Arc<SessionStore<S>>) -> Self {
+        Self::with_store(store)
+    }
+}
+
+#[cfg(feature = "redis")]
+impl SessionLayer<Redis> {
+    /// A layer over sessions in Redis (feature `redis`), with Django's cookie settings. Load
+    /// and save are one round trip each; a store that cannot answer gives `503 Service
+    /// Unavailable` without calling the handler, a record that does not decode is treated as
+    /// no session (Django's decode-or-empty).
+    ///
+    /// ```no_run
+    /// use axum::{Router, routing::post};
+    /// use serde_json::json;
+    /// use unlocked::session::RedisSessionStore;
+    /// use unlocked::web::axum::{Redis, RequestSession, SessionLayer};
+    ///
+    /// async fn hit(session: RequestSession<Redis>) -> String {
+    ///     let mut s = session.lock();
+    ///     let n = s.update("hits", |v| json!(v.and_then(|v| v.as_i64()).unwrap_or(0) + 1));
+    ///     n.map(|n| n.to_string()).unwrap_or_default()
+    /// }
+    ///
+    /// # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
+    /// let store = RedisSessionStore::connect("redis://127.0.0.1:6379").await?;
+    /// let app: Router = Router::new()
+    ///     .route("/hit", post(hit))
+    ///     .layer(SessionLayer::redis(store));
+    /// # Ok(()) }
+    /// ```
+    pub fn redis(store: RedisSessionStore) -> Self {
+        Self::with_store(Arc::new(store))
+    }
+}
+
+impl<S: Backing> SessionLayer<S> {
+    fn with_store(store: Arc<S::Store>) -> Self {
         SessionLayer {
             store,
             cookie: Arc::new(CookieConfig {
@@ -187,12 +355,12 @@ impl<S: Strategy> SessionLayer<S> {
     }
 
     /// The store.
-    pub fn store(&self) -> &Arc<SessionStore<S>> {
+    pub fn store(&self) -> &Arc<S::Store> {
         &self.store
     }
 }
 
-impl<S: Strategy, I> Layer<I> for SessionLayer<S> {
+impl<S: Backing, I> Layer<I> for SessionLayer<S> {
     type Service = SessionService<I, S>;
 
     fn layer(&self, inner: I) -> Self::Service {
@@ -204,12 +372,12 @@ impl<S: Strategy, I> Layer<I> for SessionLayer<S> {
 }
 
 /// The service [`SessionLayer`] wraps around the app.
-pub struct SessionService<I, S: Strategy = LockFree> {
+pub struct SessionService<I, S: Backing = LockFree> {
     inner: I,
     layer: SessionLayer<S>,
 }
 
-impl<I: Clone, S: Strategy> Clone for SessionService<I, S> {
+impl<I: Clone, S: Backing> Clone for SessionService<I, S> {
     fn clone(&self) -> Self {
         SessionService {
             inner: self.inner.clone(),
@@ -218,7 +386,7 @@ impl<I: Clone, S: Strategy> Clone for SessionService<I, S> {
     }
 }
 
-impl<I: fmt::Debug, S: Strategy> fmt::Debug for SessionService<I, S> {
+impl<I: fmt::Debug, S: Backing> fmt::Debug for SessionService<I, S> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("SessionService")
             .field("inner", &self.inner)
@@ -243,7 +411,7 @@ impl<I, S, ReqBody, ResBody> Service<Request<ReqBody>> for SessionService<I, S>
 where
     I: Service<Request<ReqBody>, Response = http::Response<ResBody>> + Clone + Send + 'static,
     I::Future: Send + 'static,
-    S: Strategy,
+    S: Backing,
     ReqBody: Send + 'static,
     ResBody: Default + Send + 'static,
 {
@@ -257,26 +425,40 @@ where
 
     fn call(&mut self, mut req: Request<ReqBody>) -> Self::Future {
         let sent = request_cookie(req.headers(), &self.layer.cookie.name);
-        let session = Arc::new(Mutex::new(self.layer.store.load_owned(sent.as_deref())));
-        req.extensions_mut().insert(RequestSession {
-            inner: Arc::clone(&session),
-        });
         // The clone that was polled ready serves this request (tower's usual dance).
         let clone = self.inner.clone();
         let mut inner = std::mem::replace(&mut self.inner, clone);
         let cookie = Arc::clone(&self.layer.cookie);
+        let store = Arc::clone(&self.layer.store);
         Box::pin(async move {
+            let handle = match S::load(&store, sent.as_deref()).await {
+                Ok(handle) => handle,
+                Err(_unavailable) => {
+                    let mut response = http::Response::default();
+                    *response.status_mut() = StatusCode::SERVICE_UNAVAILABLE;
+                    return Ok(response);
+                }
+            };
+            let session = Arc::new(Mutex::new(handle));
+            req.extensions_mut().insert(RequestSession::<S> {
+                inner: Arc::clone(&session),
+            });
             let mut response = inner.call(req).await?;
-            let mut session = session.lock();
-            finish(&mut session, &cookie, sent.is_some(), &mut response);
+            // Out of the mutex for the save (its guard cannot cross an `.await`); a handler
+            // task that kept its `RequestSession` finds an empty handle.
+            let mut handle = {
+                let mut guard = session.lock();
+                std::mem::replace(&mut *guard, S::fresh(&store))
+            };
+            finish(&mut handle, &cookie, sent.is_some(), &mut response).await;
             Ok(response)
         })
     }
 }
 
 /// Django's `SessionMiddleware.process_response`.
-fn finish<S: Strategy, B: Default>(
-    session: &mut OwnedSession<S>,
+async fn finish<H: Handle, B: Default>(
+    session: &mut H,
     config: &CookieConfig,
     had_cookie: bool,
     response: &mut http::Response<B>,
@@ -297,7 +479,7 @@ fn finish<S: Strategy, B: Default>(
     if !session.modified() || session.is_empty() || response.status().is_server_error() {
         return;
     }
-    if let Err(e) = session.save() {
+    if let Err(e) = session.save().await {
         let status = match e {
             SaveError::Gone { .. } => StatusCode::BAD_REQUEST,
             _ => StatusCode::INTERNAL_SERVER_ERROR,
@@ -346,11 +528,11 @@ fn set_cookie<B>(response: &mut http::Response<B>, cookie: &Cookie<'_>) {
 /// [`lock`](Self::lock) it to use the [`Session`](crate::session::Session) API; the layer saves it
 /// after the handler returns. Extracting it without the layer fails with
 /// [`MissingSessionLayer`] (a 500 response).
-pub struct RequestSession<S: Strategy = LockFree> {
-    inner: Arc<Mutex<OwnedSession<S>>>,
+pub struct RequestSession<S: Backing = LockFree> {
+    inner: Arc<Mutex<S::Handle>>,
 }
 
-impl<S: Strategy> Clone for RequestSession<S> {
+impl<S: Backing> Clone for RequestSession<S> {
     fn clone(&self) -> Self {
         RequestSession {
             inner: Arc::clone(&self.inner),
@@ -358,16 +540,63 @@ impl<S: Strategy> Clone for RequestSession<S> {
     }
 }
 
-impl<S: Strategy> fmt::Debug for RequestSession<S> {
+impl<S: Backing> fmt::Debug for RequestSession<S> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_tuple("RequestSession").field(&self.inner).finish()
     }
 }
 
-impl<S: Strategy> RequestSession<S> {
+impl<S: Backing> RequestSession<S> {
     /// The session handle. The guard is not `Send`: drop it before any `.await`.
-    pub fn lock(&self) -> MutexGuard<'_, OwnedSession<S>> {
+    pub fn lock(&self) -> MutexGuard<'_, S::Handle> {
         self.inner.lock()
+    }
+}
+
+#[cfg(feature = "redis")]
+impl RequestSession<Redis> {
+    /// [`RedisSession::flush`] (logout) from a handler: the lock is not held across the
+    /// round trip (the handle is taken out, flushed, and put back).
+    ///
+    /// ```no_run
+    /// use unlocked::web::axum::{Redis, RequestSession};
+    ///
+    /// async fn logout(session: RequestSession<Redis>) -> &'static str {
+    ///     match session.flush().await {
+    ///         Ok(()) => "bye",
+    ///         Err(_) => "session store unavailable, try again",
+    ///     }
+    /// }
+    /// ```
+    ///
+    /// # Errors
+    ///
+    /// As [`RedisSession::flush`]. If the future is dropped before it finishes, the request
+    /// continues with an empty handle.
+    pub async fn flush(&self) -> Result<(), StoreError> {
+        let mut handle = self.take();
+        let out = handle.flush().await;
+        *self.inner.lock() = handle;
+        out
+    }
+
+    /// [`RedisSession::cycle_key`] (login) from a handler, without holding the lock across
+    /// the round trip.
+    ///
+    /// # Errors
+    ///
+    /// As [`RedisSession::cycle_key`]; as [`flush`](Self::flush) if dropped early.
+    pub async fn cycle_key(&self) -> Result<(), StoreError> {
+        let mut handle = self.take();
+        let out = handle.cycle_key().await;
+        *self.inner.lock() = handle;
+        out
+    }
+
+    fn take(&self) -> RedisSession {
+        let mut guard = self.inner.lock();
+        let fresh = guard.store().fresh();
+        std::mem::replace(&mut *guard, fresh)
     }
 }
 
@@ -393,7 +622,7 @@ impl IntoResponse for MissingSessionLayer {
     }
 }
 
-impl<S: Strategy, St: Send + Sync> FromRequestParts<St> for RequestSession<S> {
+impl<S: Backing, St: Send + Sync> FromRequestParts<St> for RequestSession<S> {
     type Rejection = MissingSessionLayer;
 
     async fn from_request_parts(parts: &mut Parts, _state: &St) -> Result<Self, Self::Rejection> {

@@ -82,7 +82,151 @@ use crate::session::SessionStore;
 use crate::session::record::{Expiry, Record, Stamp};
 use crate::session::save::{ConflictPolicy, Op, SaveInput, replay};
 use crate::session::{KEY_CHARS, KEY_LEN, SessionKey};
+#[cfg(feature = "redis")]
+use crate::session::{RedisSessionStore, StoreError as RemoteError};
 use crate::{LockFree, Strategy};
+
+mod sealed {
+    // Public items of a private module: nameable by no one outside the crate (sealed).
+    #![allow(unreachable_pub)]
+
+    use std::fmt;
+    use std::future::Future;
+    use std::sync::Arc;
+
+    use crate::session::record::{Expiry, Record};
+    use crate::session::save::{ConflictPolicy, SaveInput};
+    use crate::session::{SaveError, SessionData, SessionKey};
+
+    /// A store [`TowerStore`](super::TowerStore) can adapt: the in-memory store under a
+    /// strategy, or Redis. Errors are messages for tower-sessions' `Error::Backend`.
+    pub trait TowerBacking: Send + Sync + 'static {
+        type Store: fmt::Debug + Send + Sync + 'static;
+        fn policy(store: &Self::Store) -> ConflictPolicy;
+        fn default_age(store: &Self::Store) -> i64;
+        /// Stores a new record under the first free key `next_key` gives.
+        fn create(
+            store: &Self::Store,
+            data: SessionData,
+            expiry: Option<Expiry>,
+            next_key: impl FnMut() -> SessionKey + Send,
+        ) -> impl Future<Output = Result<Arc<Record>, String>> + Send;
+        /// The record as stored, expired or not.
+        fn stored(
+            store: &Self::Store,
+            key: SessionKey,
+        ) -> impl Future<Output = Result<Option<Arc<Record>>, String>> + Send;
+        /// The live record.
+        fn live(
+            store: &Self::Store,
+            key: SessionKey,
+        ) -> impl Future<Output = Result<Option<Arc<Record>>, String>> + Send;
+        fn save(
+            store: &Self::Store,
+            input: SaveInput<'_>,
+        ) -> impl Future<Output = Result<Arc<Record>, SaveError>> + Send;
+        fn delete(
+            store: &Self::Store,
+            key: SessionKey,
+        ) -> impl Future<Output = Result<(), String>> + Send;
+        fn delete_expired(store: &Self::Store) -> impl Future<Output = Result<(), String>> + Send;
+    }
+}
+
+use sealed::TowerBacking;
+
+impl<S: Strategy> TowerBacking for S {
+    type Store = SessionStore<S>;
+    fn policy(store: &Self::Store) -> ConflictPolicy {
+        store.conflict_policy()
+    }
+    fn default_age(store: &Self::Store) -> i64 {
+        store.default_age_secs()
+    }
+    async fn create(
+        store: &Self::Store,
+        data: SessionData,
+        expiry: Option<Expiry>,
+        next_key: impl FnMut() -> SessionKey + Send,
+    ) -> Result<Arc<Record>, String> {
+        store
+            .insert_new_keyed(data, expiry, Stamp::now(), false, next_key)
+            .map_err(|e| e.to_string())
+    }
+    async fn stored(store: &Self::Store, key: SessionKey) -> Result<Option<Arc<Record>>, String> {
+        Ok(store.stored(&key))
+    }
+    async fn live(store: &Self::Store, key: SessionKey) -> Result<Option<Arc<Record>>, String> {
+        Ok(store.record(key.as_str()))
+    }
+    async fn save(store: &Self::Store, input: SaveInput<'_>) -> Result<Arc<Record>, SaveError> {
+        store.save_changes(input)
+    }
+    async fn delete(store: &Self::Store, key: SessionKey) -> Result<(), String> {
+        store.delete(key.as_str());
+        Ok(())
+    }
+    async fn delete_expired(store: &Self::Store) -> Result<(), String> {
+        store.clear_expired();
+        Ok(())
+    }
+}
+
+/// Selects [`RedisSessionStore`] for [`TowerStore`]: `TowerStore::<Redis>::new(store)`
+/// (features `redis` and `tower-sessions`).
+#[cfg(feature = "redis")]
+#[derive(Debug)]
+pub enum Redis {}
+
+#[cfg(feature = "redis")]
+impl TowerBacking for Redis {
+    type Store = RedisSessionStore;
+    fn policy(store: &Self::Store) -> ConflictPolicy {
+        store.conflict_policy()
+    }
+    fn default_age(store: &Self::Store) -> i64 {
+        store.default_age_secs()
+    }
+    async fn create(
+        store: &Self::Store,
+        data: SessionData,
+        expiry: Option<Expiry>,
+        next_key: impl FnMut() -> SessionKey + Send,
+    ) -> Result<Arc<Record>, String> {
+        store
+            .insert_new_keyed(data, expiry, Stamp::now(), next_key)
+            .await
+            .map_err(|e| e.to_string())
+    }
+    async fn stored(store: &Self::Store, key: SessionKey) -> Result<Option<Arc<Record>>, String> {
+        match store.fetch(key).await {
+            Ok((record, _)) => Ok(record.map(Arc::new)),
+            Err(e) => Err(e.to_string()),
+        }
+    }
+    async fn live(store: &Self::Store, key: SessionKey) -> Result<Option<Arc<Record>>, String> {
+        match store.record(key.as_str()).await {
+            Ok(r) => Ok(r),
+            // As a plain store would: a record that does not decode is no session.
+            Err(RemoteError::Corrupt { .. }) => Ok(None),
+            Err(e) => Err(e.to_string()),
+        }
+    }
+    async fn save(store: &Self::Store, input: SaveInput<'_>) -> Result<Arc<Record>, SaveError> {
+        store.save_changes(input).await
+    }
+    async fn delete(store: &Self::Store, key: SessionKey) -> Result<(), String> {
+        store
+            .delete(key.as_str())
+            .await
+            .map(drop)
+            .map_err(|e| e.to_string())
+    }
+    /// Redis expires records itself (their TTL).
+    async fn delete_expired(_store: &Self::Store) -> Result<(), String> {
+        Ok(())
+    }
+}
 
 /// The reserved data key under which [`TowerStore`] keeps the loaded version and value
 /// hashes (see the [module documentation](self)).
@@ -117,13 +261,13 @@ pub const BASE_KEY: &str = "__unlocked_base";
 /// #     tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(f)
 /// # }
 /// ```
-pub struct TowerStore<S: Strategy = LockFree> {
-    store: Arc<SessionStore<S>>,
+pub struct TowerStore<S: TowerBacking = LockFree> {
+    store: Arc<S::Store>,
     /// Seeds the value hashes (keyed, so values cannot be crafted to collide).
     hasher: foldhash::quality::RandomState,
 }
 
-impl<S: Strategy> Clone for TowerStore<S> {
+impl<S: TowerBacking> Clone for TowerStore<S> {
     fn clone(&self) -> Self {
         TowerStore {
             store: Arc::clone(&self.store),
@@ -132,7 +276,7 @@ impl<S: Strategy> Clone for TowerStore<S> {
     }
 }
 
-impl<S: Strategy> fmt::Debug for TowerStore<S> {
+impl<S: TowerBacking> fmt::Debug for TowerStore<S> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("TowerStore")
             .field("store", &self.store)
@@ -148,6 +292,34 @@ impl<S: Strategy> TowerStore<S> {
 
     /// Wraps a shared store.
     pub fn from_arc(store: Arc<SessionStore<S>>) -> Self {
+        Self::with_store(store)
+    }
+}
+
+#[cfg(feature = "redis")]
+impl TowerStore<Redis> {
+    /// tower-sessions' `SessionStore` on sessions in Redis (features `redis` and
+    /// `tower-sessions`), with the same merging saves as in memory, between every process that
+    /// shares the server. A load is one round trip, a save two (read the current record, then
+    /// the versioned write).
+    ///
+    /// ```no_run
+    /// use tower_sessions::SessionManagerLayer;
+    /// use unlocked::{session::RedisSessionStore, web::tower::TowerStore};
+    ///
+    /// # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
+    /// let store = RedisSessionStore::connect("redis://127.0.0.1:6379").await?;
+    /// // Instead of `SessionManagerLayer::new(MemoryStore::default())`:
+    /// let layer = SessionManagerLayer::new(TowerStore::redis(store));
+    /// # Ok(()) }
+    /// ```
+    pub fn redis(store: RedisSessionStore) -> Self {
+        Self::with_store(Arc::new(store))
+    }
+}
+
+impl<S: TowerBacking> TowerStore<S> {
+    fn with_store(store: Arc<S::Store>) -> Self {
         TowerStore {
             store,
             hasher: foldhash::quality::RandomState::default(),
@@ -155,7 +327,7 @@ impl<S: Strategy> TowerStore<S> {
     }
 
     /// The wrapped store.
-    pub fn store(&self) -> &Arc<SessionStore<S>> {
+    pub fn store(&self) -> &Arc<S::Store> {
         &self.store
     }
 
@@ -271,7 +443,7 @@ fn backend_error(e: impl fmt::Display) -> StoreError {
 }
 
 #[async_trait]
-impl<S: Strategy> TowerSessionStore for TowerStore<S> {
+impl<S: TowerBacking> TowerSessionStore for TowerStore<S> {
     /// Inserts the record atomically under a fresh id: if the id is taken, draws another
     /// (tower-sessions' `Id` is random) and updates `record.id`.
     async fn create(&self, record: &mut TowerRecord) -> StoreResult<()> {
@@ -283,22 +455,20 @@ impl<S: Strategy> TowerSessionStore for TowerStore<S> {
             .collect();
         let mut id = record.id;
         let mut first = true;
-        let stored = self
-            .store
-            .insert_new_keyed(
-                data,
-                Some(Expiry::At(record.expiry_date)),
-                Stamp::now(),
-                false,
-                || {
-                    if !first {
-                        id = Id(rand::random::<i128>());
-                    }
-                    first = false;
-                    key_for(id)
-                },
-            )
-            .map_err(backend_error)?;
+        let stored = S::create(
+            &self.store,
+            data,
+            Some(Expiry::At(record.expiry_date)),
+            || {
+                if !first {
+                    id = Id(rand::random::<i128>());
+                }
+                first = false;
+                key_for(id)
+            },
+        )
+        .await
+        .map_err(StoreError::Backend)?;
         record.id = id;
         record
             .data
@@ -309,9 +479,12 @@ impl<S: Strategy> TowerSessionStore for TowerStore<S> {
     /// Applies this request's changes onto the current record (see the module documentation).
     async fn save(&self, record: &TowerRecord) -> StoreResult<()> {
         let key = key_for(record.id);
-        let policy = self.store.conflict_policy();
+        let policy = S::policy(&self.store);
         let (log, base_version) = self.changes(record, policy == ConflictPolicy::LastWriterWins);
-        let Some(current) = self.store.stored(&key) else {
+        let Some(current) = S::stored(&self.store, key)
+            .await
+            .map_err(StoreError::Backend)?
+        else {
             return Err(backend_error(SaveError::Gone { key }));
         };
         if policy == ConflictPolicy::Reject && base_version.is_some_and(|v| v != current.version) {
@@ -323,8 +496,9 @@ impl<S: Strategy> TowerSessionStore for TowerStore<S> {
         let mut data = current.data.clone();
         let mut expiry = current.expiry;
         replay(&log, &mut data, &mut expiry).map_err(backend_error)?;
-        self.store
-            .save_changes(SaveInput {
+        S::save(
+            &self.store,
+            SaveInput {
                 key,
                 base: &current,
                 data: &mut Some(data),
@@ -340,34 +514,38 @@ impl<S: Strategy> TowerSessionStore for TowerStore<S> {
                     ConflictPolicy::MergeChangedKeys
                 },
                 now: Stamp::now(),
-                default_age: self.store.default_age_secs(),
-            })
-            .map(drop)
-            .map_err(backend_error)
+                default_age: S::default_age(&self.store),
+            },
+        )
+        .await
+        .map(drop)
+        .map_err(backend_error)
     }
 
     /// The record, unless absent or expired.
     async fn load(&self, id: &Id) -> StoreResult<Option<TowerRecord>> {
         let key = key_for(*id);
-        Ok(self
-            .store
-            .record(key.as_str())
+        Ok(S::live(&self.store, key)
+            .await
+            .map_err(StoreError::Backend)?
             .map(|r| self.to_tower(*id, &r)))
     }
 
     /// Deletes the record; saves in flight for it then fail instead of resurrecting it.
     async fn delete(&self, id: &Id) -> StoreResult<()> {
-        self.store.delete(key_for(*id).as_str());
-        Ok(())
+        S::delete(&self.store, key_for(*id))
+            .await
+            .map_err(StoreError::Backend)
     }
 }
 
 #[async_trait]
-impl<S: Strategy> ExpiredDeletion for TowerStore<S> {
+impl<S: TowerBacking> ExpiredDeletion for TowerStore<S> {
     /// [`SessionStore::clear_expired`]: removes every expired record without blocking readers.
     async fn delete_expired(&self) -> StoreResult<()> {
-        self.store.clear_expired();
-        Ok(())
+        S::delete_expired(&self.store)
+            .await
+            .map_err(StoreError::Backend)
     }
 }
 
