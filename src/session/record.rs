@@ -113,11 +113,13 @@ impl Stamp {
     }
 
     /// Nanoseconds since the epoch.
+    #[cfg(feature = "redis")]
     pub(crate) fn nanos(self) -> i128 {
         self.0
     }
 
     /// From nanoseconds since the epoch, clamped to the representable range.
+    #[cfg(feature = "redis")]
     pub(crate) fn from_nanos(nanos: i128) -> Stamp {
         Stamp::clamped(nanos)
     }

@@ -187,6 +187,7 @@ impl SaveInput<'_> {
     }
 
     /// [`give_back`](Self::give_back) for a record never shared.
+    #[cfg(feature = "redis")]
     pub(crate) fn give_back_owned(&mut self, next: Next) {
         if next.mine {
             *self.data = Some(next.record.data);
