@@ -259,3 +259,70 @@ impl<C: Error + 'static, R: Error + 'static> Error for RenderError<C, R> {
         }
     }
 }
+
+/// Why a [`Broadcast`](super::Broadcast) could not connect, subscribe or publish (feature
+/// `redis`). Says what went wrong and what to do; the driver's own error types are not part of
+/// the API.
+#[cfg(feature = "redis")]
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum BroadcastError {
+    /// The channel name cannot be used: it must be 1 to 256 bytes of printable ASCII without
+    /// spaces. Nothing was sent.
+    InvalidChannel {
+        /// The channel name given.
+        channel: String,
+        /// What is wrong with it.
+        reason: &'static str,
+    },
+    /// The server is unreachable (or the URL is invalid), or the connection broke or timed out
+    /// and the retries did not get through. For [`Broadcast::reset`](super::Broadcast::reset)
+    /// and [`Broadcast::invalidate`](super::Broadcast::invalidate): the caches this process
+    /// follows were already updated, the other processes may not have been told. Retry later
+    /// (publishing twice is harmless).
+    Connection {
+        /// The driver's message.
+        message: String,
+    },
+    /// The server refused the command (an ACL without the pub/sub permission, a server error).
+    /// The message is the server's.
+    Server {
+        /// The server's message.
+        message: String,
+    },
+}
+
+#[cfg(feature = "redis")]
+impl BroadcastError {
+    /// `true` for the errors a retry later may cure ([`Connection`](Self::Connection)).
+    pub fn is_transient(&self) -> bool {
+        matches!(self, BroadcastError::Connection { .. })
+    }
+}
+
+#[cfg(feature = "redis")]
+impl fmt::Display for BroadcastError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            BroadcastError::InvalidChannel { channel, reason } => {
+                write!(
+                    f,
+                    "invalid template broadcast channel {channel:?}: {reason}"
+                )
+            }
+            BroadcastError::Connection { message } => write!(
+                f,
+                "the template broadcast server is unreachable or the connection broke: {message}"
+            ),
+            BroadcastError::Server { message } => {
+                write!(
+                    f,
+                    "the template broadcast server refused the command: {message}"
+                )
+            }
+        }
+    }
+}
+
+#[cfg(feature = "redis")]
+impl Error for BroadcastError {}

@@ -54,8 +54,68 @@
 //! [`Blocking`](crate::Blocking), every lookup takes a lock: do not hold a [`Template`]
 //! across `.await` (it holds no lock, but it keeps its generation alive), and keep one
 //! [`Reader`] per task rather than sharing one.
+#![cfg_attr(
+    feature = "redis",
+    doc = r#"
+# Across workers (feature `redis`)
+
+A Django-style deployment runs several worker processes, each with its own cache. A
+[`Broadcast`] connects them through one Redis channel, so that `reset()` or
+`invalidate(name)` in one process drops the templates in every process following the channel:
+
+* [`Broadcast::connect`] opens one publishing connection (reconnecting by itself).
+* [`Broadcast::follow`] subscribes a cache: a tokio task holds a dedicated pub/sub connection
+  and applies each message to the cache ([`reset`](TemplateCache::reset) or
+  [`invalidate`](TemplateCache::invalidate)). It returns once the server has confirmed the
+  subscription, with a [`Following`] handle (counters in [`Following::stats`]); dropping the
+  handle, or [`Following::stop`], ends the task.
+* [`Broadcast::reset`] and [`Broadcast::invalidate`] apply to the caches this broadcast
+  follows **at once** (even when Redis is down: the call then returns
+  [`BroadcastError::Connection`] after applying locally), then publish to the others. Their
+  own followers skip the echo of what they already applied.
+* **Renders never wait on Redis**: lookups do not know the broadcast exists. A follower
+  applies a message as a local `reset` / `invalidate` does (lock-free with [`LockFree`];
+  with [`Blocking`](crate::Blocking), on tokio's blocking pool, since that cache's lock may
+  be held by a compile).
+* **Delivery is at most once while connected** (Redis pub/sub keeps nothing for a subscriber
+  that is away). When a follower's connection breaks (server restart, network,
+  `CLIENT KILL`, or no answer to the health-check `PING` after a silent interval), it
+  resubscribes by itself with a growing delay and then **resets its whole cache**, since it
+  cannot know what it missed.
+* Messages are short versioned text (`1 reset`, `1 invalidate <name>`, any name the loader
+  accepts); a malformed one is ignored and counted. By hand:
+  `redis-cli PUBLISH <channel> "1 invalidate pages/home.html"`. See `docs/template.md` and
+  `docs/scale-out.md`.
+
+```no_run
+use std::sync::Arc;
+use unlocked::template::{Broadcast, FileSystemLoader, MiniJinja, TemplateCache};
+
+# async fn demo() -> Result<(), Box<dyn std::error::Error>> {
+let cache: Arc<TemplateCache<MiniJinja>> =
+    Arc::new(TemplateCache::new(MiniJinja::new(), FileSystemLoader::new(["templates"])));
+let broadcast = Broadcast::connect("redis://127.0.0.1:6379", "myapp:templates").await?;
+// Keep the handle for as long as the cache should follow (in the application state).
+let following = broadcast.follow(Arc::clone(&cache)).await?;
+
+// Renders are as before: they never touch Redis.
+let page = cache.render("pages/home.html", &serde_json::json!({ "user": "ann" }))?;
+
+// After deploying new templates, in any one worker: every worker drops them.
+broadcast.invalidate("pages/home.html").await?;
+broadcast.reset().await?;
+
+let stats = following.stats();
+println!("applied {}, reconnects {}", stats.applied, stats.reconnects);
+# let _ = page;
+# Ok(()) }
+```
+"#
+)]
 
 pub(crate) mod backend;
+#[cfg(feature = "redis")]
+mod broadcast;
 mod cache;
 mod engine;
 mod error;
@@ -72,8 +132,12 @@ use crate::{LockFree, Strategy};
 use backend::{Backend, TemplateStrategy};
 use cache::Shared;
 
+#[cfg(feature = "redis")]
+pub use broadcast::{Broadcast, BroadcastBuilder, FollowStats, Following};
 pub use cache::Template;
 pub use engine::{Engine, RenderFailure};
+#[cfg(feature = "redis")]
+pub use error::BroadcastError;
 pub use error::{GetError, LoadError, RefusedReason, RenderError};
 pub use loader::{FileSystemLoader, Source, Stamp};
 pub use minijinja::{MiniJinja, MiniJinjaGeneration, MiniJinjaTemplate};
@@ -172,6 +236,48 @@ impl<E: Engine, S: Strategy> TemplateCache<E, S> {
     /// The loader.
     pub fn loader(&self) -> &FileSystemLoader {
         &self.shared.loader
+    }
+}
+
+// Here rather than in `broadcast`, which would otherwise name `TemplateCache` while this module
+// re-exports it (a module cycle, see ci/modules.sh).
+#[cfg(feature = "redis")]
+impl<E: Engine, S: Strategy> broadcast::Target for TemplateCache<E, S> {
+    fn reset(&self) {
+        TemplateCache::reset(self);
+    }
+
+    fn invalidate(&self, name: &str) {
+        TemplateCache::invalidate(self, name);
+    }
+
+    fn may_wait(&self) -> bool {
+        S::KIND == crate::StrategyKind::Blocking
+    }
+}
+
+#[cfg(feature = "redis")]
+impl Broadcast {
+    /// Makes `cache` follow this broadcast's channel: a tokio task subscribed to the channel
+    /// applies every `reset` and `invalidate` published by another [`Broadcast`] to `cache`,
+    /// and this broadcast's own [`reset`](Broadcast::reset) and
+    /// [`invalidate`](Broadcast::invalidate) apply to it at once. Returns when the server has
+    /// confirmed the subscription (every message published afterwards reaches it); messages
+    /// published before are not replayed.
+    ///
+    /// The task runs until the returned [`Following`] is dropped or stopped. When its
+    /// connection breaks it resubscribes by itself and then resets `cache` (what was published
+    /// meanwhile is lost). Renders never wait on any of this.
+    ///
+    /// # Errors
+    ///
+    /// [`BroadcastError::Connection`] if the server cannot be reached or does not confirm the
+    /// subscription in time, [`BroadcastError::Server`] if it refuses it.
+    pub async fn follow<E: Engine, S: Strategy>(
+        &self,
+        cache: std::sync::Arc<TemplateCache<E, S>>,
+    ) -> Result<Following, BroadcastError> {
+        self.follow_target(cache).await
     }
 }
 

@@ -7,6 +7,8 @@
 //!   `TemplateCache::render`); single-flight misses.
 //! * [`blocking::BlockingBackend`]: one map under the template loader's function-level lock,
 //!   loading and compiling under it.
+//! * `redis` (feature `redis`): not a strategy but the wire part of the template broadcast
+//!   (`Broadcast`): the message format on the channel and the subscription connection.
 
 // Public items of a private module: visible to the `Strategy` bounds, nameable by no one
 // outside the crate (arc-swap's sealing).
@@ -18,6 +20,8 @@ use super::error::GetError;
 
 pub(crate) mod blocking;
 pub(crate) mod lock_free;
+#[cfg(feature = "redis")]
+pub(crate) mod redis;
 
 /// Selects the template back end of a strategy.
 pub trait TemplateStrategy {
