@@ -16,7 +16,7 @@
 
 use std::sync::Arc;
 
-use super::{Model, Versioned};
+use super::record::{Model, Versioned};
 use crate::sync::escalate::{Attempt, Exhausted, Progress};
 
 pub(crate) mod blocking;
