@@ -27,9 +27,11 @@
 
 use std::fmt;
 
+use crate::model::Model;
+use crate::model::backend::ModelStrategy;
+use crate::session::backend::SessionStrategy;
 use crate::template::Engine;
 use crate::template::backend::TemplateStrategy;
-use crate::template::backend::{blocking, lock_free};
 
 mod sealed {
     pub trait Sealed {}
@@ -44,8 +46,8 @@ mod sealed {
 pub trait Strategy:
     sealed::Sealed
     + TemplateStrategy
-    + crate::session::backend::SessionStrategy
-    + crate::model::backend::ModelStrategy
+    + SessionStrategy
+    + ModelStrategy
     + Copy
     + Default
     + fmt::Debug
@@ -73,15 +75,31 @@ impl Strategy for Blocking {
     const KIND: StrategyKind = StrategyKind::Blocking;
 }
 
-// The template back end of each strategy. Here, not in `template::backend` (where the session
-// and model ones still are): the back-end module then never names a strategy, so `strategy` →
-// `template::backend` is the only edge between them and the module graph has no circle.
+// The back end of each component under each strategy. Here, not in the components' `backend`
+// modules: a back-end module then never names a strategy, so `strategy` → `*::backend` is the
+// only edge between them and the module graph has no circle.
 impl TemplateStrategy for LockFree {
-    type Backend<E: Engine> = lock_free::LockFreeBackend<E>;
+    type Backend<E: Engine> = crate::template::backend::lock_free::LockFreeBackend<E>;
 }
 
 impl TemplateStrategy for Blocking {
-    type Backend<E: Engine> = blocking::BlockingBackend<E>;
+    type Backend<E: Engine> = crate::template::backend::blocking::BlockingBackend<E>;
+}
+
+impl SessionStrategy for LockFree {
+    type Backend = crate::session::backend::lock_free::LockFreeBackend;
+}
+
+impl SessionStrategy for Blocking {
+    type Backend = crate::session::backend::blocking::BlockingBackend;
+}
+
+impl ModelStrategy for LockFree {
+    type Backend<M: Model> = crate::model::backend::lock_free::LockFreeBackend<M>;
+}
+
+impl ModelStrategy for Blocking {
+    type Backend<M: Model> = crate::model::backend::blocking::BlockingBackend<M>;
 }
 
 /// A strategy as a runtime value (for reports, configuration and command-line flags).

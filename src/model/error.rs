@@ -7,7 +7,8 @@ use std::error::Error;
 use std::fmt;
 use std::sync::Arc;
 
-use super::{Draft, StoreError, Versioned};
+use super::record::{Draft, Versioned};
+use super::store_error::StoreError;
 
 /// Why [`Apps::populate`](super::Apps::populate) failed.
 #[derive(Clone, Debug, PartialEq, Eq)]

@@ -12,8 +12,10 @@ use serde::de::DeserializeOwned;
 use sqlx::Row;
 use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions, PgRow};
 
+use super::error::{CommitError, DeleteError, SaveError, UpdateError};
+use super::record::{Draft, Versioned};
 use super::store::panic_message;
-use super::{CommitError, DeleteError, Draft, SaveError, StoreError, UpdateError, Versioned};
+use super::store_error::StoreError;
 
 /// How many times one operation reconnects after a broken connection before it reports
 /// [`StoreError::Connection`] (on top of the pool's own connect retries).

@@ -7,8 +7,8 @@ use std::fmt;
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::OnceLock;
 
-use super::Model;
 use super::error::{LookupError, PopulateError};
+use super::record::Model;
 use super::store::panic_message;
 use crate::sync::{AtomicBool, Ordering, RawMutex, RawThreadId};
 

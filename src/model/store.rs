@@ -9,7 +9,7 @@ use std::sync::Arc;
 
 use super::backend::{Backend, ModelStrategy, TryUpdate};
 use super::error::{CommitError, DeleteError, SaveError, UpdateError};
-use super::{Draft, Model, Versioned};
+use super::record::{Draft, Model, Versioned};
 use crate::sync::escalate::{Attempt, Progress};
 use crate::{LockFree, Strategy};
 

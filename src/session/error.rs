@@ -1,4 +1,6 @@
-//! Errors of the session component, one type per fallible operation.
+//! Errors of the session component, one type per fallible operation. The error of parsing a
+//! key, [`InvalidSessionKey`](super::InvalidSessionKey), lives with the key (`key.rs`), which
+//! needs nothing else of the component.
 
 use std::error::Error;
 use std::fmt;
@@ -6,54 +8,6 @@ use std::sync::Arc;
 
 use super::key::SessionKey;
 use super::record::Record;
-
-/// A key sent by a client does not have the shape of a key this crate issues.
-///
-/// Returned by [`SessionKey::parse`](super::SessionKey::parse). A store's
-/// [`load`](super::SessionStore::load) treats such a key as unknown and starts a fresh session.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-#[non_exhaustive]
-pub enum InvalidSessionKey {
-    /// Shorter than 8 characters (Django's minimum).
-    TooShort {
-        /// The length given.
-        len: usize,
-    },
-    /// A character outside `[a-z0-9]`.
-    BadCharacter {
-        /// The byte offset of the first bad character.
-        index: usize,
-    },
-    /// Of valid characters but not 32 of them: no such key is ever issued.
-    WrongLength {
-        /// The length given.
-        len: usize,
-    },
-}
-
-impl fmt::Display for InvalidSessionKey {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            InvalidSessionKey::TooShort { len } => write!(
-                f,
-                "session key of {len} characters is shorter than the minimum of 8; \
-                 send the 32-character key the store issued"
-            ),
-            InvalidSessionKey::BadCharacter { index } => write!(
-                f,
-                "session key has a character outside [a-z0-9] at byte {index}; \
-                 send the key exactly as the store issued it"
-            ),
-            InvalidSessionKey::WrongLength { len } => write!(
-                f,
-                "session key has {len} characters but issued keys have 32; \
-                 send the key exactly as the store issued it"
-            ),
-        }
-    }
-}
-
-impl Error for InvalidSessionKey {}
 
 /// Creating a session failed.
 ///

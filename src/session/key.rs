@@ -1,13 +1,12 @@
-//! Session keys: 32 characters of `[a-z0-9]` drawn from a CSPRNG.
+//! Session keys: 32 characters of `[a-z0-9]` drawn from a CSPRNG, and the error of parsing one.
 
 use std::cell::RefCell;
+use std::error::Error;
 use std::fmt;
 
 use rand::SeedableRng;
 use rand::distr::{Distribution, Uniform};
 use rand::rngs::{OsRng, StdRng};
-
-use super::error::InvalidSessionKey;
 
 /// The characters a session key is made of (Django's `VALID_KEY_CHARS`).
 pub const KEY_CHARS: &[u8; 36] = b"abcdefghijklmnopqrstuvwxyz0123456789";
@@ -121,3 +120,51 @@ impl std::str::FromStr for SessionKey {
         SessionKey::parse(s)
     }
 }
+
+/// A key sent by a client does not have the shape of a key this crate issues.
+///
+/// Returned by [`SessionKey::parse`](super::SessionKey::parse). A store's
+/// [`load`](super::SessionStore::load) treats such a key as unknown and starts a fresh session.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum InvalidSessionKey {
+    /// Shorter than 8 characters (Django's minimum).
+    TooShort {
+        /// The length given.
+        len: usize,
+    },
+    /// A character outside `[a-z0-9]`.
+    BadCharacter {
+        /// The byte offset of the first bad character.
+        index: usize,
+    },
+    /// Of valid characters but not 32 of them: no such key is ever issued.
+    WrongLength {
+        /// The length given.
+        len: usize,
+    },
+}
+
+impl fmt::Display for InvalidSessionKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            InvalidSessionKey::TooShort { len } => write!(
+                f,
+                "session key of {len} characters is shorter than the minimum of 8; \
+                 send the 32-character key the store issued"
+            ),
+            InvalidSessionKey::BadCharacter { index } => write!(
+                f,
+                "session key has a character outside [a-z0-9] at byte {index}; \
+                 send the key exactly as the store issued it"
+            ),
+            InvalidSessionKey::WrongLength { len } => write!(
+                f,
+                "session key has {len} characters but issued keys have 32; \
+                 send the key exactly as the store issued it"
+            ),
+        }
+    }
+}
+
+impl Error for InvalidSessionKey {}

@@ -72,16 +72,12 @@ mod store;
 pub use codec::{DEFAULT_MAX_ENCODED_LEN, SessionCodec};
 pub use data::{Iter as DataIter, SessionData};
 pub use error::{
-    CreateError, DecodeError, EncodeError, ImportError, InvalidSessionKey, SaveError, StoreError,
-    UpdatePanicked,
+    CreateError, DecodeError, EncodeError, ImportError, SaveError, StoreError, UpdatePanicked,
 };
 pub use handle::{ExpiryArgs, OwnedSession, Session};
-pub use key::{KEY_CHARS, KEY_LEN, MIN_KEY_LEN, SessionKey};
+pub use key::{InvalidSessionKey, KEY_CHARS, KEY_LEN, MIN_KEY_LEN, SessionKey};
 pub use record::{Expiry, Record};
 #[cfg(feature = "redis")]
 pub use redis::{DEFAULT_PREFIX, RedisSession, RedisSessionStore, RedisSessionStoreBuilder};
 pub use save::ConflictPolicy;
 pub use store::{DEFAULT_AGE_SECS, SessionStore, SessionStoreBuilder};
-
-/// The module path whose lock guards the [`Blocking`](crate::Blocking) store's map.
-pub(crate) const LOCK_MODULE: &str = module_path!();

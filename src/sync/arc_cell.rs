@@ -21,7 +21,7 @@ use std::marker::PhantomData;
 use std::ptr;
 use std::sync::Arc;
 
-use super::{AtomicPtr, Ordering};
+use super::shim::{AtomicPtr, Ordering};
 
 /// A guard under which a pointer loaded from an [`ArcCell`] stays valid, and through which a
 /// replaced pointer is retired.

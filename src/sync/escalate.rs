@@ -23,7 +23,7 @@
 
 use crossbeam::utils::{Backoff, CachePadded};
 
-use super::{AtomicUsize, Ordering, RawMutex, RawThreadId};
+use super::shim::{AtomicUsize, Ordering, RawMutex, RawThreadId};
 
 /// How many stripes the flags are spread over.
 pub(crate) const STRIPES: usize = 64;
@@ -201,7 +201,7 @@ fn pause(backoff: &Backoff) {
     #[cfg(unlocked_loom)]
     {
         let _ = backoff;
-        super::yield_now();
+        super::shim::yield_now();
     }
     #[cfg(not(unlocked_loom))]
     backoff.spin();

@@ -4,7 +4,7 @@ use std::sync::Arc;
 
 use super::{Backend, Record, ReplaceAllError};
 use crate::lock::{self, Guarded};
-use crate::model::{Model, Versioned};
+use crate::model::record::{Model, Versioned};
 use crate::sync::escalate::{Attempt, Exhausted, Progress, retry};
 
 /// The records of a blocking store, under the class lock.

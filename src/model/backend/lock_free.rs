@@ -16,7 +16,7 @@ use std::sync::Arc;
 use crossbeam::utils::Backoff;
 
 use super::{Backend, Record, ReplaceAllError, TryUpdate};
-use crate::model::{Model, Versioned};
+use crate::model::record::{Model, Versioned};
 use crate::sync::arc_cell::{ArcCell, Loaded};
 use crate::sync::escalate::{Attempt, Escalation, Exhausted, Progress};
 use crate::sync::{AtomicU64, AtomicUsize, EpochGuard, Ordering};

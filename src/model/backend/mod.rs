@@ -16,24 +16,17 @@
 
 use std::sync::Arc;
 
-use super::{Model, Versioned};
+use super::record::{Model, Versioned};
 use crate::sync::escalate::{Attempt, Exhausted, Progress};
 
 pub(crate) mod blocking;
 pub(crate) mod lock_free;
 
-/// Selects the model back end of a strategy.
+/// Selects the model back end of a strategy (implemented in `crate::strategy`, so this module
+/// never names a strategy).
 pub trait ModelStrategy {
     /// The back end that holds a store's records.
     type Backend<M: Model>: Backend<M>;
-}
-
-impl ModelStrategy for crate::LockFree {
-    type Backend<M: Model> = lock_free::LockFreeBackend<M>;
-}
-
-impl ModelStrategy for crate::Blocking {
-    type Backend<M: Model> = blocking::BlockingBackend<M>;
 }
 
 /// A record as stored.

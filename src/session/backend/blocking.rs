@@ -11,6 +11,10 @@ use crate::sync::escalate::{Attempt, Progress};
 
 type Hasher = foldhash::fast::RandomState;
 
+/// The path of the module whose lock guards the map: the session component's
+/// (`unlocked::session`, Django's `django.contrib.sessions`), not this file's.
+const LOCK_MODULE: &str = "unlocked::session";
+
 /// [`Blocking`](crate::Blocking): a `HashMap` under the session module's lock
 /// (`lock::module("unlocked::session")`), the Django threading spec's choice for sessions.
 pub struct BlockingBackend {
@@ -20,10 +24,7 @@ pub struct BlockingBackend {
 impl Backend for BlockingBackend {
     fn new(_progress: Progress) -> Self {
         Self {
-            map: Guarded::new(
-                lock::module(crate::session::LOCK_MODULE),
-                HashMap::default(),
-            ),
+            map: Guarded::new(lock::module(LOCK_MODULE), HashMap::default()),
         }
     }
 
@@ -97,5 +98,16 @@ impl Backend for BlockingBackend {
                 return t;
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn lock_module_is_the_session_module() {
+        assert_eq!(
+            Some(super::LOCK_MODULE),
+            module_path!().strip_suffix("::backend::blocking::tests")
+        );
     }
 }

@@ -38,17 +38,11 @@ pub enum CasFailure {
     Absent,
 }
 
-/// Selects the session back end of a strategy.
+/// Selects the session back end of a strategy (implemented in `crate::strategy`, so this
+/// module never names a strategy).
 pub trait SessionStrategy {
     /// The map.
     type Backend: Backend;
-}
-
-impl SessionStrategy for crate::LockFree {
-    type Backend = lock_free::LockFreeBackend;
-}
-impl SessionStrategy for crate::Blocking {
-    type Backend = blocking::BlockingBackend;
 }
 
 /// A session map.
