@@ -4,6 +4,9 @@
 //! cargo run --release --example workload                      # defaults: every core, 3 s per configuration
 //! cargo run --release --example workload -- --threads 4 --seconds 5 --write-ratio 0.5
 //! cargo run --release --example workload -- --config lock-free,blocking --json result.json
+//! # several OS processes sharing sessions in Redis and models in PostgreSQL:
+//! cargo run --release --features redis,postgres --example workload -- \
+//!     --processes 4 --sessions-backend redis --models-backend postgres
 //! ```
 //!
 //! Each simulated request, on one of N threads:
@@ -26,8 +29,16 @@
 //! saves that bumped it, every record's `views` the number of updates that committed on it.
 //! Any difference is a lost update and the example exits with a failure status. A last
 //! section drives the five lock levels of `unlocked::lock` (skip it with `--lock-millis 0`).
+//!
+//! With `--processes N` (N > 1), `--sessions-backend redis` or `--models-backend postgres`,
+//! the state is shared between OS processes instead (see `remote.rs`, features `redis` and
+//! `postgres`): the example re-executes itself N times as workers, every worker runs the same
+//! request loop on a tokio runtime against one Redis and one PostgreSQL, and the parent checks
+//! the stores against the increments every worker acknowledged.
 
 mod locks;
+#[cfg(all(feature = "redis", feature = "postgres"))]
+mod remote;
 
 use std::fmt::Write as _;
 use std::path::Path;
@@ -83,6 +94,74 @@ struct Args {
     /// Milliseconds per case of the lock-level section; 0 skips it.
     #[arg(long, default_value_t = 300)]
     lock_millis: u64,
+    /// Worker processes sharing the sessions and models (more than 1 needs both remote back
+    /// ends: `--sessions-backend redis --models-backend postgres`).
+    #[arg(long, default_value_t = 1)]
+    processes: usize,
+    /// Where sessions live: in each process's memory, or in Redis at `UNLOCKED_REDIS_URL`
+    /// (default redis://127.0.0.1:6379; feature `redis`).
+    #[arg(long, value_enum, default_value_t = SessionsBackend::Memory)]
+    sessions_backend: SessionsBackend,
+    /// Where model records live: in each process's memory, or in PostgreSQL at
+    /// `UNLOCKED_DATABASE_URL` (default postgres://root@127.0.0.1:5432/test; feature
+    /// `postgres`).
+    #[arg(long, value_enum, default_value_t = ModelsBackend::Memory)]
+    models_backend: ModelsBackend,
+    /// Internal: run as worker I of a multi-process run (the parent passes the plan on stdin).
+    #[arg(long, hide = true, value_name = "I")]
+    worker: Option<usize>,
+    /// Internal, for testing the check: worker 0 reports one session hit and one model view
+    /// as acknowledged that it never wrote, so the parent must find both missing.
+    #[arg(long, hide = true)]
+    inject_loss: bool,
+}
+
+impl Args {
+    /// Whether the state is shared between processes (the `remote` path).
+    fn remote(&self) -> bool {
+        self.processes > 1
+            || self.worker.is_some()
+            || self.sessions_backend != SessionsBackend::Memory
+            || self.models_backend != ModelsBackend::Memory
+    }
+}
+
+/// Where the sessions live.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum, Serialize)]
+#[serde(rename_all = "kebab-case")]
+enum SessionsBackend {
+    /// `SessionStore` in each process's memory.
+    Memory,
+    /// `RedisSessionStore`, shared by every process.
+    Redis,
+}
+
+impl SessionsBackend {
+    fn spelled(self) -> &'static str {
+        match self {
+            SessionsBackend::Memory => "memory",
+            SessionsBackend::Redis => "redis",
+        }
+    }
+}
+
+impl ModelsBackend {
+    fn spelled(self) -> &'static str {
+        match self {
+            ModelsBackend::Memory => "memory",
+            ModelsBackend::Postgres => "postgres",
+        }
+    }
+}
+
+/// Where the model records live.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum, Serialize)]
+#[serde(rename_all = "kebab-case")]
+enum ModelsBackend {
+    /// `ModelStore` in each process's memory.
+    Memory,
+    /// `PgModelStore`, shared by every process.
+    Postgres,
 }
 
 /// The session store's conflict policy.
@@ -158,7 +237,7 @@ impl ConfigName {
 }
 
 /// A model record: an article whose page views the requests count.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, Serialize, serde::Deserialize)]
 struct Article {
     title: String,
     author: String,
@@ -263,7 +342,7 @@ impl Outcome {
 }
 
 /// What requests did; one per thread, summed afterwards.
-#[derive(Serialize, Default, Clone, Copy)]
+#[derive(Serialize, serde::Deserialize, Default, Clone, Copy)]
 struct Counts {
     requests: u64,
     /// Pages rendered that did not show the session's user and the request's record.
@@ -551,6 +630,17 @@ fn page_context<'a>(
     }
 }
 
+/// Whether a rendered page shows the session's user (who must be user `s`, the session's
+/// index) and record `pk`; `out` is scratch space.
+fn page_ok(out: &mut String, html: &str, user_id: u64, s: usize, pk: u64) -> bool {
+    out.clear();
+    let _ = write!(out, "data-user=\"{user_id}\"");
+    let user_ok = html.contains(out.as_str()) && user_id == s as u64;
+    out.clear();
+    let _ = write!(out, "data-record=\"{pk}\"");
+    user_ok && html.contains(out.as_str())
+}
+
 /// One request: load the session, read or update a record, render a page, bump the session's
 /// counter, save.
 #[allow(clippy::too_many_arguments)]
@@ -611,15 +701,7 @@ fn request<T: Strategy, S: Strategy, M: Strategy>(
         reader.render(page, &context)
     };
     match rendered {
-        Ok(html) => {
-            out.clear();
-            let _ = write!(out, "data-user=\"{user_id}\"");
-            let user_ok = html.contains(out.as_str()) && user_id == s as u64;
-            out.clear();
-            let _ = write!(out, "data-record=\"{pk}\"");
-            let record_ok = html.contains(out.as_str());
-            tally.counts.bad_renders += u64::from(!(user_ok && record_ok));
-        }
+        Ok(html) => tally.counts.bad_renders += u64::from(!page_ok(out, &html, user_id, s, pk)),
         Err(_) => tally.counts.render_errors += 1,
     }
 
@@ -720,6 +802,69 @@ fn eq(a: u64, b: u64) -> &'static str {
     if a == b { "==" } else { "!=" }
 }
 
+/// The templates, written to a fresh directory (removed when the value drops).
+fn write_templates() -> Result<tempfile::TempDir, String> {
+    let dir = tempfile::tempdir()
+        .map_err(|e| format!("cannot create a directory for the templates: {e}"))?;
+    for (name, source) in TEMPLATES {
+        std::fs::write(dir.path().join(name), source)
+            .map_err(|e| format!("cannot write template {name}: {e}"))?;
+    }
+    Ok(dir)
+}
+
+/// Several processes, or a remote back end: both back ends must be remote (memory stores are
+/// private to each process, so the parent could not check them), and the example must be
+/// built with the features of both.
+fn remote_main(args: &Args, threads: usize, configs: &[ConfigName]) -> ExitCode {
+    if args.sessions_backend == SessionsBackend::Memory
+        && args.models_backend == ModelsBackend::Memory
+    {
+        eprintln!(
+            "--processes {}: worker processes share state only through remote stores (a memory \
+             store is private to its process); add --sessions-backend redis --models-backend \
+             postgres",
+            args.processes
+        );
+        return ExitCode::from(2);
+    }
+    if args.sessions_backend != SessionsBackend::Redis
+        || args.models_backend != ModelsBackend::Postgres
+    {
+        eprintln!(
+            "--sessions-backend {} with --models-backend {} is not supported: a remote run \
+             keeps both in servers that every process shares; give --sessions-backend redis \
+             --models-backend postgres (or neither, for the in-memory run)",
+            args.sessions_backend.spelled(),
+            args.models_backend.spelled()
+        );
+        return ExitCode::from(2);
+    }
+    if args.processes == 0 {
+        eprintln!("--processes must be at least 1");
+        return ExitCode::from(2);
+    }
+    #[cfg(all(feature = "redis", feature = "postgres"))]
+    {
+        if let Some(index) = args.worker {
+            return remote::worker(args, index, threads, configs);
+        }
+        remote::parent(args, threads, configs)
+    }
+    #[cfg(not(all(feature = "redis", feature = "postgres")))]
+    {
+        let _ = (threads, configs);
+        eprintln!(
+            "sessions in Redis and models in PostgreSQL need features this build lacks: \
+             rebuild with --features redis,postgres, e.g.\n  cargo run --release --features \
+             redis,postgres --example workload -- --processes {} --sessions-backend redis \
+             --models-backend postgres",
+            args.processes.max(1)
+        );
+        ExitCode::from(2)
+    }
+}
+
 fn main() -> ExitCode {
     let args = Args::parse();
     if !(0.0..=1.0).contains(&args.write_ratio) {
@@ -747,19 +892,18 @@ fn main() -> ExitCode {
         args.config.clone()
     };
 
-    let dir = match tempfile::tempdir() {
+    if args.remote() {
+        // The remote path picks its own default (`--config` there sets the templates' strategy).
+        return remote_main(&args, threads, &args.config);
+    }
+
+    let dir = match write_templates() {
         Ok(dir) => dir,
         Err(e) => {
-            eprintln!("cannot create a directory for the templates: {e}");
+            eprintln!("{e}");
             return ExitCode::FAILURE;
         }
     };
-    for (name, source) in TEMPLATES {
-        if let Err(e) = std::fs::write(dir.path().join(name), source) {
-            eprintln!("cannot write template {name}: {e}");
-            return ExitCode::FAILURE;
-        }
-    }
     let setup = Setup {
         args: &args,
         threads,
