@@ -7,46 +7,22 @@
 #   tests/session_redis.rs      hand-edited records, TTLs, four stores on one hot session,
 #                               connections killed mid-run, a server restarted
 #   tests/http_redis.rs         SessionLayer::redis and TowerStore::redis over HTTP
+#   tests/template_broadcast.rs template invalidation over a Redis channel
 # Cost: ~40 s of tests after ci/http.sh has built the all-features tree; installing Redis,
 # where needed, about 30 s. Runs locally as in CI:  bash ci/redis.sh
 set -euo pipefail
 cd "$(dirname "$0")/.."
 start=$SECONDS
-export UNLOCKED_REDIS_URL="${UNLOCKED_REDIS_URL:-redis://127.0.0.1:6379}"
-hostport=${UNLOCKED_REDIS_URL#redis://}
-hostport=${hostport##*@}
-hostport=${hostport%%/*}
-host=${hostport%%:*}
-port=${hostport##*:}
-[ "$port" != "$host" ] || port=6379
-
-reachable() {
-  command -v redis-cli >/dev/null && [ "$(redis-cli -h "$host" -p "$port" ping 2>/dev/null)" = PONG ]
-}
-
-if ! reachable; then
-  echo "redis: $UNLOCKED_REDIS_URL unreachable; installing/starting redis-server"
-  if ! command -v redis-server >/dev/null; then
-    export DEBIAN_FRONTEND=noninteractive
-    apt-get update -qq
-    apt-get install -y -qq redis-server >/dev/null
-  fi
-  # Nothing persisted: a test server.
-  redis-server --port "$port" --bind "$host" --daemonize yes --save '' --appendonly no \
-    --logfile /tmp/unlocked-redis.log
-  for _ in $(seq 1 30); do reachable && break; sleep 0.5; done
-  if ! reachable; then
-    echo "redis: still cannot reach $UNLOCKED_REDIS_URL after starting redis-server" >&2
-    exit 1
-  fi
-fi
+source ci/servers.sh
+ensure_redis
 # The restart test starts a server of its own: it needs the binary too.
 command -v redis-server >/dev/null || {
   export DEBIAN_FRONTEND=noninteractive
   apt-get update -qq && apt-get install -y -qq redis-server >/dev/null
 }
-echo "redis: $(redis-cli -h "$host" -p "$port" info server | tr -d '\r' | grep '^redis_version') at $UNLOCKED_REDIS_URL"
+echo "redis: $(redis-cli -u "$UNLOCKED_REDIS_URL" info server | tr -d '\r' | grep '^redis_version') at $UNLOCKED_REDIS_URL"
 
 # All features: the same build as ci/http.sh, so after it only the test binaries link.
-CI=true cargo test --all-features --test session_scenarios --test session_redis --test http_redis
+CI=true cargo test --all-features --test session_scenarios --test session_redis --test http_redis \
+  --test template_broadcast
 echo "redis: session tests passed in $((SECONDS - start)) s"

@@ -15,11 +15,16 @@ ensure_redis
 ensure_postgres
 
 seconds="${WORKLOAD_SECONDS:-5}"
+# The dev build with all features (what ci/http.sh, ci/postgres.sh and ci/redis.sh already
+# built: only the library and the example compile here); WORKLOAD_RELEASE=1 for an optimised
+# build (the figures in docs/scale-out.md; ~12 min cold on 2 cores).
+build=(--all-features)
+if [ "${WORKLOAD_RELEASE:-}" = 1 ]; then build=(--release --features redis,postgres); fi
 run() {
-  cargo run --release --features redis,postgres --example workload -- \
+  cargo run "${build[@]}" --example workload -- \
     --processes 4 --sessions-backend redis --models-backend postgres "$@"
 }
-cargo build --release --features redis,postgres --example workload
+cargo build "${build[@]}" --example workload
 start=$SECONDS
 
 echo "--- 4 processes, ${seconds} s: every count exact"
