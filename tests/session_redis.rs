@@ -259,6 +259,12 @@ mod suite {
             }
             let s = stores[1].load(Some(&key)).await.expect("load");
             assert_eq!(s.get("hits"), Some(&json!(n * EACH)));
+            let escalations: u64 = stores.iter().map(|s| s.stats().escalations).sum();
+            let conflicts: u64 = stores.iter().map(|s| s.stats().conflicts).sum();
+            assert!(
+                conflicts > 0 && escalations > 0,
+                "no contention: {conflicts} conflicts, {escalations} escalations"
+            );
             let locks: i64 = raw.exists(format!("{rkey}:lock")).await.expect("exists");
             assert_eq!(locks, 0, "an escalation lock was left behind");
         });
@@ -367,10 +373,21 @@ mod suite {
                 failed.load(Ordering::Relaxed),
             );
             let kills = kills.load(Ordering::Relaxed);
+            let stats = store.stats();
             notice(&format!(
                 "redis kill test: {kills} connections killed, {acked} saves acknowledged, \
-                 {in_doubt} in doubt, {failed} failed (typed, transient), {stored} stored"
+                 {in_doubt} in doubt, {failed} failed (typed, transient), {stored} stored; \
+                 {stats:?}"
             ));
+            assert!(
+                stats.settled_landed + stats.settled_not_landed > 0,
+                "no write was cut mid-flight: the settling path went untested ({stats:?})"
+            );
+            assert_eq!(
+                stats.saves,
+                acked + 1,
+                "the seeded create and every acknowledged save"
+            );
             let _: Result<(), _> = redis::cmd("ACL")
                 .arg(&["DELUSER", &user])
                 .query_async(&mut raw)
@@ -479,6 +496,106 @@ mod suite {
                 .map(|p| p.join(binary))
                 .find(|p| p.is_file())
         })
+    }
+
+    /// A TCP proxy to Redis that, when `cut` is set, lets the next reply's bytes go nowhere and
+    /// closes the client's connection instead: the command ran, the client never hears.
+    async fn cutting_proxy(upstream: String, cut: Arc<AtomicBool>) -> std::net::SocketAddr {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let addr = listener.local_addr().expect("addr");
+        tokio::spawn(async move {
+            loop {
+                let Ok((client, _)) = listener.accept().await else {
+                    return;
+                };
+                let Ok(server) = tokio::net::TcpStream::connect(&upstream).await else {
+                    return;
+                };
+                let cut = Arc::clone(&cut);
+                tokio::spawn(async move {
+                    let (mut cr, mut cw) = client.into_split();
+                    let (mut sr, mut sw) = server.into_split();
+                    let up = tokio::spawn(async move {
+                        let mut buf = vec![0u8; 64 * 1024];
+                        while let Ok(n @ 1..) = cr.read(&mut buf).await {
+                            if sw.write_all(&buf[..n]).await.is_err() {
+                                return;
+                            }
+                        }
+                    });
+                    let mut buf = vec![0u8; 64 * 1024];
+                    while let Ok(n @ 1..) = sr.read(&mut buf).await {
+                        if cut.swap(false, Ordering::SeqCst) {
+                            break; // drop the reply and the client's connection
+                        }
+                        if cw.write_all(&buf[..n]).await.is_err() {
+                            break;
+                        }
+                    }
+                    up.abort();
+                });
+            }
+        });
+        addr
+    }
+
+    /// A save whose script ran but whose reply was lost (the connection closed right after):
+    /// the store finds its token in the record, answers `Ok`, and does not apply it twice.
+    #[test]
+    fn a_save_whose_reply_was_lost_is_settled_as_landed() {
+        rt().block_on(async {
+            if raw(&url()).await.is_none() {
+                return;
+            }
+            let upstream = url()
+                .trim_start_matches("redis://")
+                .rsplit('@')
+                .next()
+                .unwrap_or("127.0.0.1:6379")
+                .trim_end_matches('/')
+                .to_owned();
+            let cut = Arc::new(AtomicBool::new(false));
+            let proxy = cutting_proxy(upstream, Arc::clone(&cut)).await;
+            let store = builder(&prefix("lost-reply"))
+                .connect(&format!("redis://{proxy}"))
+                .await
+                .expect("connect through the proxy");
+            let (key, _) = seeded(&store).await;
+            let mut s = store.load(Some(&key)).await.expect("load");
+            s.update("n", plus_one).expect("update");
+            s.save().await.expect("first save (loads the script)");
+            let before = store.stats();
+            s.update("n", plus_one).expect("update");
+            cut.store(true, Ordering::SeqCst);
+            s.save()
+                .await
+                .expect("a save whose reply was lost still succeeds");
+            assert!(!cut.load(Ordering::SeqCst), "the proxy never cut");
+            let after = store.stats();
+            assert_eq!(after.settled_landed, before.settled_landed + 1, "{after:?}");
+            let now = store.load(Some(&key)).await.expect("load");
+            assert_eq!(now.get("n"), Some(&json!(2)), "applied twice or lost");
+            assert_eq!(now.loaded_version(), Some(3));
+            assert_eq!(s.loaded_version(), Some(3));
+
+            // The same for a create.
+            let mut fresh = store.load(None).await.expect("load");
+            fresh.insert("k", 1);
+            cut.store(true, Ordering::SeqCst);
+            fresh
+                .save()
+                .await
+                .expect("a create whose reply was lost still succeeds");
+            let key = fresh.session_key().expect("created").as_str().to_owned();
+            assert_eq!(
+                store.load(Some(&key)).await.expect("load").get("k"),
+                Some(&json!(1))
+            );
+            assert_eq!(store.stats().settled_landed, before.settled_landed + 2);
+        });
     }
 
     #[test]

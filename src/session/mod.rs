@@ -78,6 +78,8 @@ pub use handle::{ExpiryArgs, OwnedSession, Session};
 pub use key::{InvalidSessionKey, KEY_CHARS, KEY_LEN, MIN_KEY_LEN, SessionKey};
 pub use record::{Expiry, Record};
 #[cfg(feature = "redis")]
-pub use redis::{DEFAULT_PREFIX, RedisSession, RedisSessionStore, RedisSessionStoreBuilder};
+pub use redis::{
+    DEFAULT_PREFIX, RedisSession, RedisSessionStore, RedisSessionStoreBuilder, RedisStats,
+};
 pub use save::ConflictPolicy;
 pub use store::{DEFAULT_AGE_SECS, SessionStore, SessionStoreBuilder};

@@ -3,6 +3,7 @@
 
 use std::fmt;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
@@ -12,7 +13,7 @@ use time::OffsetDateTime;
 
 use super::backend::redis::{
     Failure, Fields, SaveReply, Scripts, TOKENS_KEPT, check_prefix, decode_record, has_token,
-    lock_key, record_key, save_reply, token,
+    lock_key, record_key, save_reply, token, token_field,
 };
 use super::codec::{DEFAULT_MAX_ENCODED_LEN, SessionCodec};
 use super::data::SessionData;
@@ -71,6 +72,34 @@ struct Inner {
     lock_lease: Duration,
     lock_wait: Duration,
     retries: u32,
+    counters: Counters,
+}
+
+#[derive(Default)]
+struct Counters {
+    saves: AtomicU64,
+    conflicts: AtomicU64,
+    escalations: AtomicU64,
+    landed: AtomicU64,
+    not_landed: AtomicU64,
+}
+
+/// What a [`RedisSessionStore`] (and its clones) did since it connected: see
+/// [`RedisSessionStore::stats`]. Counters only grow.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct RedisStats {
+    /// Saves that landed (creates included).
+    pub saves: u64,
+    /// Save attempts that met a newer record (each replayed and sent again).
+    pub conflicts: u64,
+    /// Saves that took the session's escalation lock.
+    pub escalations: u64,
+    /// Writes whose connection broke and that the record's token showed had landed.
+    pub settled_landed: u64,
+    /// Writes whose connection broke and that were shown not to have landed (sent again, or
+    /// replayed onto the newer record).
+    pub settled_not_landed: u64,
 }
 
 impl fmt::Debug for RedisSessionStore {
@@ -225,6 +254,7 @@ impl RedisSessionStoreBuilder {
                 lock_lease: self.lock_lease,
                 lock_wait: self.lock_wait,
                 retries: self.retries,
+                counters: Counters::default(),
             }),
         })
     }
@@ -251,6 +281,25 @@ impl RedisSessionStore {
     /// A builder, to set the prefix, ages, policy and retry knobs.
     pub fn builder() -> RedisSessionStoreBuilder {
         RedisSessionStoreBuilder::default()
+    }
+
+    /// Counters of saves, conflicts, escalations and settled writes, over every clone of this
+    /// store (relaxed loads: a snapshot good for monitoring, not a consistent cut).
+    pub fn stats(&self) -> RedisStats {
+        let c = &self.inner.counters;
+        // Relaxed: independent monotonic counters, read for reporting only.
+        RedisStats {
+            saves: c.saves.load(Ordering::Relaxed),
+            conflicts: c.conflicts.load(Ordering::Relaxed),
+            escalations: c.escalations.load(Ordering::Relaxed),
+            settled_landed: c.landed.load(Ordering::Relaxed),
+            settled_not_landed: c.not_landed.load(Ordering::Relaxed),
+        }
+    }
+
+    fn count(&self, counter: impl Fn(&Counters) -> &AtomicU64) {
+        // Relaxed: a statistic; nothing is ordered by it.
+        counter(&self.inner.counters).fetch_add(1, Ordering::Relaxed);
     }
 
     /// The key prefix.
@@ -299,26 +348,42 @@ impl RedisSessionStore {
         }
     }
 
-    /// The record under `key` as stored (expired or not), and its write tokens.
-    pub(crate) async fn fetch(
+    /// The record under `key` as stored (expired or not).
+    pub(crate) async fn fetch(&self, key: SessionKey) -> Result<Option<Record>, StoreError> {
+        Ok(self.fetch_fields(key, None).await?.0)
+    }
+
+    /// The record under `key` as stored, and the token field of the write that made
+    /// `version` (it holds that write's token until 16 later writes reuse the slot).
+    async fn fetch_token(
         &self,
         key: SessionKey,
+        version: u64,
+    ) -> Result<(Option<Record>, RedisValue), StoreError> {
+        self.fetch_fields(key, Some(token_field(version))).await
+    }
+
+    async fn fetch_fields(
+        &self,
+        key: SessionKey,
+        extra: Option<String>,
     ) -> Result<(Option<Record>, RedisValue), StoreError> {
         let rkey = record_key(&self.inner.prefix, &key);
         let fields: Vec<RedisValue> = self
             .idempotent(|mut c| {
-                let rkey = rkey.clone();
+                let (rkey, extra) = (rkey.clone(), extra.clone());
                 async move {
                     redis::cmd("HMGET")
                         .arg(&rkey)
-                        .arg(&["v", "t", "x", "d", "o"])
+                        .arg(&["v", "t", "x", "d"])
+                        .arg(extra.as_slice())
                         .query_async(&mut c)
                         .await
                 }
             })
             .await?;
-        let tokens = fields.get(4).cloned().unwrap_or(RedisValue::Nil);
-        Ok((decode_record(key, &fields, &self.inner.codec)?, tokens))
+        let token = fields.get(4).cloned().unwrap_or(RedisValue::Nil);
+        Ok((decode_record(key, &fields, &self.inner.codec)?, token))
     }
 
     /// The stored record of `key`, if it exists. A malformed key is `Ok(None)`.
@@ -331,7 +396,7 @@ impl RedisSessionStore {
         let Ok(key) = SessionKey::parse(key) else {
             return Ok(None);
         };
-        let (record, _) = self.fetch(key).await?;
+        let record = self.fetch(key).await?;
         // Redis drops a record at its expiry; a clock ahead of the server's must not show it.
         Ok(record.filter(|r| !r.expired(Stamp::now())).map(Arc::new))
     }
@@ -459,7 +524,10 @@ impl RedisSessionStore {
                 .invoke_async(&mut self.conn())
                 .await;
             match created {
-                Ok(1) => return Ok(Arc::new(record)),
+                Ok(1) => {
+                    self.count(|c| &c.saves);
+                    return Ok(Arc::new(record));
+                }
                 // The key exists (a 166-bit collision, or a record planted under a guessed
                 // key): draw another.
                 Ok(_) => record.key = next_key(),
@@ -469,8 +537,11 @@ impl RedisSessionStore {
                         if broken > self.inner.retries {
                             return Err(StoreError::Connection { message });
                         }
-                        match self.settle(record.key, &tok).await? {
-                            Settled::Landed => return Ok(Arc::new(record)),
+                        match self.settle(record.key, &tok, 1).await? {
+                            Settled::Landed => {
+                                self.count(|c| &c.saves);
+                                return Ok(Arc::new(record));
+                            }
                             // Nothing there: create again under the same key. Someone
                             // else's record there: draw another key.
                             Settled::NotLanded(None) => {}
@@ -485,11 +556,18 @@ impl RedisSessionStore {
 
     /// After a write whose connection broke: reads the record back and looks for the write's
     /// token.
-    async fn settle(&self, key: SessionKey, tok: &str) -> Result<Settled, StoreError> {
-        let (record, tokens) = self.fetch(key).await?;
-        if has_token(&tokens, tok) {
+    async fn settle(
+        &self,
+        key: SessionKey,
+        tok: &str,
+        version: u64,
+    ) -> Result<Settled, StoreError> {
+        let (record, token) = self.fetch_token(key, version).await?;
+        if has_token(&token, tok) && record.as_ref().is_some_and(|r| r.version >= version) {
+            self.count(|c| &c.landed);
             Ok(Settled::Landed)
         } else {
+            self.count(|c| &c.not_landed);
             Ok(Settled::NotLanded(record))
         }
     }
@@ -587,6 +665,7 @@ impl RedisSessionStore {
                         .arg(fields.pexpire_at)
                         .arg(&tok)
                         .arg(lock.as_deref().unwrap_or(""))
+                        .arg(token_field(next.record.version))
                         .invoke_async(&mut self.conn())
                         .await;
                     match reply {
@@ -603,6 +682,7 @@ impl RedisSessionStore {
                 }
             };
             if let Outcome::Saved = outcome {
+                self.count(|c| &c.saves);
                 break Ok(Arc::new(next.record));
             }
             input.give_back_owned(next);
@@ -613,6 +693,7 @@ impl RedisSessionStore {
                 Outcome::Retry => {}
                 Outcome::Busy => {
                     if lock.is_none() {
+                        self.count(|c| &c.escalations);
                         match self.lock(key).await {
                             Ok(tok) => lock = Some(tok),
                             Err(e) => break Err(e.into()),
@@ -623,7 +704,9 @@ impl RedisSessionStore {
                     current = Arc::new(now);
                     is_base = false;
                     conflicts += 1;
+                    self.count(|c| &c.conflicts);
                     if conflicts >= self.inner.escalate_after && lock.is_none() {
+                        self.count(|c| &c.escalations);
                         match self.lock(key).await {
                             Ok(tok) => lock = Some(tok),
                             Err(e) => break Err(e.into()),
@@ -664,7 +747,7 @@ impl RedisSessionStore {
         message: String,
         broken: u32,
     ) -> Outcome {
-        match self.settle(key, tok).await {
+        match self.settle(key, tok, next.version).await {
             Ok(Settled::Landed) => Outcome::Saved,
             Ok(Settled::NotLanded(None)) => Outcome::Gone,
             Ok(Settled::NotLanded(Some(now))) => {

@@ -200,7 +200,7 @@ impl TowerBacking for Redis {
     }
     async fn stored(store: &Self::Store, key: SessionKey) -> Result<Option<Arc<Record>>, String> {
         match store.fetch(key).await {
-            Ok((record, _)) => Ok(record.map(Arc::new)),
+            Ok(record) => Ok(record.map(Arc::new)),
             Err(e) => Err(e.to_string()),
         }
     }

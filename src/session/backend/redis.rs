@@ -10,7 +10,7 @@
 //! | `t` | expiry instant, nanoseconds since the Unix epoch, decimal |
 //! | `x` | custom expiry: empty (none), `b` (at browser close), `s<seconds>`, `a<unix nanos>` |
 //! | `d` | data, the store's [`SessionCodec`] JSON |
-//! | `o` | random tokens of the last 16 writes, comma-separated (settles a broken write) |
+//! | `o0`…`o15` | the random token of the write that made version `n`, in `o{n % 16}` (settles a broken write) |
 //!
 //! and the key's TTL is the expiry (`PEXPIREAT`), so Redis removes expired sessions itself.
 //! The escalation lock of a session is the string `{prefix}{<key>}:lock` (same hash tag, so
@@ -25,40 +25,42 @@ use crate::session::error::StoreError;
 use crate::session::key::SessionKey;
 use crate::session::record::{Expiry, Record, Stamp};
 
-/// How many write tokens a record keeps (`o`): a broken write is settled if fewer than this
-/// many writes landed after it.
+/// How many write tokens a record keeps (`o0`…`o15`): a broken write is settled if fewer
+/// than this many writes landed after it.
 pub(crate) const TOKENS_KEPT: usize = 16;
 
 /// Creates a record unless the key exists. KEYS: record. ARGV: data, expiry instant, custom
 /// expiry, PEXPIREAT milliseconds, write token. Returns 1 (created) or 0 (taken).
 const CREATE: &str = r"
 if redis.call('EXISTS', KEYS[1]) == 1 then return 0 end
-redis.call('HSET', KEYS[1], 'v', '1', 't', ARGV[2], 'x', ARGV[3], 'd', ARGV[1], 'o', ARGV[5])
+redis.call('HSET', KEYS[1], 'v', '1', 't', ARGV[2], 'x', ARGV[3], 'd', ARGV[1], 'o1', ARGV[5])
 redis.call('PEXPIREAT', KEYS[1], ARGV[4])
 return 1
 ";
 
 /// The versioned save. KEYS: record, lock. ARGV: expected version, next version, data, expiry
-/// instant, custom expiry, PEXPIREAT milliseconds, write token, lock token (empty: none).
-/// Returns `{'ok'}`, `{'gone'}`, `{'busy'}` (another writer holds the lock) or
-/// `{'conflict', v, t, x, d}` (the current record, for the replay).
+/// instant, custom expiry, PEXPIREAT milliseconds, write token, lock token (empty: none), the
+/// token's field (`o{next % 16}`). Returns `{'ok'}`, `{'gone'}`, `{'busy'}` (another writer
+/// holds the lock) or `{'conflict', v, t, x, d}` (the current record, for the replay). The
+/// uncontended path reads one field (`v`), never the data.
 const SAVE: &str = r"
 local lock = redis.call('GET', KEYS[2])
 if lock and lock ~= ARGV[8] then return {'busy'} end
-local cur = redis.call('HMGET', KEYS[1], 'v', 't', 'x', 'd', 'o')
-if not cur[1] then return {'gone'} end
-if cur[1] ~= ARGV[1] then return {'conflict', cur[1], cur[2], cur[3], cur[4]} end
-local kept = {}
-if cur[5] then
-  for tok in string.gmatch(cur[5], '[^,]+') do kept[#kept + 1] = tok end
+local v = redis.call('HGET', KEYS[1], 'v')
+if not v then return {'gone'} end
+if v ~= ARGV[1] then
+  local cur = redis.call('HMGET', KEYS[1], 't', 'x', 'd')
+  return {'conflict', v, cur[1], cur[2], cur[3]}
 end
-while #kept >= 16 do table.remove(kept, 1) end
-kept[#kept + 1] = ARGV[7]
-redis.call('HSET', KEYS[1], 'v', ARGV[2], 't', ARGV[4], 'x', ARGV[5], 'd', ARGV[3],
-  'o', table.concat(kept, ','))
+redis.call('HSET', KEYS[1], 'v', ARGV[2], 't', ARGV[4], 'x', ARGV[5], 'd', ARGV[3], ARGV[9], ARGV[7])
 redis.call('PEXPIREAT', KEYS[1], ARGV[6])
 return {'ok'}
 ";
+
+/// The field holding the token of the write that made `version`.
+pub(crate) fn token_field(version: u64) -> String {
+    format!("o{}", version % TOKENS_KEPT as u64)
+}
 
 /// Releases an escalation lock if it still holds our token. KEYS: lock. ARGV: token.
 const UNLOCK: &str = r"
@@ -227,9 +229,9 @@ pub(crate) fn decode_record(
     }))
 }
 
-/// Whether the write tokens field `o` holds `token`.
+/// Whether a token field holds `token`.
 pub(crate) fn has_token(field: &RedisValue, token: &str) -> bool {
-    matches!(bytes(field), Ok(Some(b)) if b.split(|c| *c == b',').any(|t| t == token.as_bytes()))
+    matches!(bytes(field), Ok(Some(b)) if b == token.as_bytes())
 }
 
 /// A fresh write token: 64 random bits, hex.
