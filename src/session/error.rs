@@ -94,7 +94,7 @@ pub enum SaveError {
     UpdatePanicked(UpdatePanicked),
     /// The session had no key yet and creating it failed.
     Create(CreateError),
-    /// A remote store ([`RedisSessionStore`](super::RedisSessionStore)) could not carry the
+    /// A remote store (`RedisSessionStore`, feature `redis`) could not carry the
     /// save out: the server was unreachable, refused, or it is unknown whether the write
     /// landed. The in-memory stores never return this.
     Store(StoreError),
@@ -269,7 +269,7 @@ impl Error for ImportError {
     }
 }
 
-/// A remote session store ([`RedisSessionStore`](super::RedisSessionStore)) failed. Says what
+/// A remote session store (`RedisSessionStore`, feature `redis`) failed. Says what
 /// went wrong and what to do; the driver's own error types are not part of the API.
 #[derive(Clone, Debug, PartialEq, Eq)]
 #[non_exhaustive]
@@ -315,7 +315,7 @@ pub enum StoreError {
         message: String,
     },
     /// The session's data is longer than the store's codec allows
-    /// ([`max_encoded_len`](super::RedisSessionStoreBuilder::max_encoded_len)). Nothing was
+    /// (`RedisSessionStoreBuilder::max_encoded_len`). Nothing was
     /// written; store less in the session.
     Encode(EncodeError),
     /// Other requests kept this session's escalation lock for longer than the store's

@@ -18,6 +18,9 @@
 //!   `keys`, `clear`, `flush`, `cycle_key`, `is_empty`, the `modified`/`accessed` flags and
 //!   the expiry calls, all as Django defines them.
 //! * [`SessionKey`]: 32 characters of `[a-z0-9]` from a CSPRNG; the client never chooses one.
+//! * `RedisSessionStore` and `RedisSession` (feature `redis`): the same API and guarantees
+//!   between every process that shares one Redis, `async`: a versioned save is one Lua script
+//!   round trip; see `docs/scale-out.md`.
 //!
 //! ```
 //! use serde_json::json;

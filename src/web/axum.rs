@@ -43,7 +43,10 @@
 //!
 //! The handle lives in an `Arc<Mutex<_>>` shared by the layer and the handler. Its guard is
 //! not `Send`, so an async handler cannot hold it across `.await` (the compiler refuses):
-//! take it, work, drop it. Store calls take no lock under [`LockFree`]; under
+//! take it, work, drop it. Over Redis ([`SessionLayer::redis`], feature `redis`), the calls
+//! that need a round trip inside a handler are on the extractor itself
+//! (`RequestSession<Redis>::flush` and `::cycle_key`), and the layer's load and save are one
+//! round trip each; a store that cannot answer gives `503` without calling the handler. Store calls take no lock under [`LockFree`]; under
 //! [`Blocking`](crate::Blocking) they hold the session module's lock for one map operation.
 
 use std::fmt;
