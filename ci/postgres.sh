@@ -13,5 +13,5 @@ source ci/servers.sh
 ensure_postgres
 
 # All features: the same build as ci/http.sh, so after it only the test binary links.
-CI=true cargo test --all-features --test model_postgres
+CI=true cargo test --all-features --test model_postgres --test model_scenarios
 echo "postgres: model tests passed in $((SECONDS - start)) s"
