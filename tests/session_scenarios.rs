@@ -8,7 +8,6 @@
 
 use std::future::Future;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
 
 use serde_json::{Value, json};
 use unlocked::session::{ConflictPolicy, Expiry, SaveError, SessionKey};
@@ -113,6 +112,7 @@ mod memory {
 #[cfg(feature = "redis")]
 mod remote {
     use super::*;
+    use std::sync::atomic::{AtomicU64, Ordering};
     use unlocked::session::{RedisSession, RedisSessionStore};
 
     pub(super) fn url() -> String {
