@@ -20,7 +20,6 @@ command -v redis-server >/dev/null || {
   export DEBIAN_FRONTEND=noninteractive
   apt-get update -qq && apt-get install -y -qq redis-server >/dev/null
 }
-echo "redis: $(redis-cli -u "$UNLOCKED_REDIS_URL" info server | tr -d '\r' | grep '^redis_version') at $UNLOCKED_REDIS_URL"
 
 # All features: the same build as ci/http.sh, so after it only the test binaries link.
 CI=true cargo test --all-features --test session_scenarios --test session_redis --test http_redis \
