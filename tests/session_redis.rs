@@ -598,6 +598,69 @@ mod suite {
         });
     }
 
+    /// A lock left by a crashed writer: a save waits for its lease to run out, then writes;
+    /// with a shorter `lock_wait` it gives up with `Busy` and writes nothing.
+    #[test]
+    fn a_dead_writers_lock_expires_with_its_lease() {
+        rt().block_on(async {
+            let Some(mut raw) = raw(&url()).await else {
+                return;
+            };
+            let store = builder(&prefix("lease"))
+                .lock_wait(Duration::from_millis(150))
+                .connect(&url())
+                .await
+                .expect("connect");
+            let (key, rkey) = seeded(&store).await;
+            let lkey = format!("{rkey}:lock");
+            let _: () = redis::cmd("SET")
+                .arg(&lkey)
+                .arg("dead-writer")
+                .arg("PX")
+                .arg(5000)
+                .query_async(&mut raw)
+                .await
+                .expect("set");
+            let mut s = store.load(Some(&key)).await.expect("load");
+            s.update("n", plus_one).expect("update");
+            match s.save().await {
+                Err(SaveError::Store(e @ StoreError::Busy { .. })) => assert!(e.is_transient()),
+                other => panic!("expected Busy, got {other:?}"),
+            }
+            assert_eq!(s.loaded_version(), Some(1), "the handle kept its base");
+            assert_eq!(
+                store.load(Some(&key)).await.expect("load").loaded_version(),
+                Some(1),
+                "a refused save wrote"
+            );
+            // The lease runs out: the same save goes through.
+            let _: () = redis::cmd("PEXPIRE")
+                .arg(&lkey)
+                .arg(300)
+                .query_async(&mut raw)
+                .await
+                .expect("pexpire");
+            let waiting = builder(store.prefix())
+                .connect(&url())
+                .await
+                .expect("connect");
+            let mut s = waiting.load(Some(&key)).await.expect("load");
+            s.update("n", plus_one).expect("update");
+            let started = Instant::now();
+            s.save().await.expect("saved once the lease ran out");
+            assert!(
+                started.elapsed() >= Duration::from_millis(200),
+                "{:?}",
+                started.elapsed()
+            );
+            assert!(waiting.stats().escalations >= 1);
+            let now = waiting.load(Some(&key)).await.expect("load");
+            assert_eq!(now.get("n"), Some(&json!(1)));
+            let left: i64 = raw.exists(&lkey).await.expect("exists");
+            assert_eq!(left, 0, "the waiter's own lock was left behind");
+        });
+    }
+
     #[test]
     fn reject_policy_across_stores() {
         rt().block_on(async {

@@ -692,12 +692,12 @@ impl RedisSessionStore {
                 Outcome::Fail(e) => break Err(e),
                 Outcome::Retry => {}
                 Outcome::Busy => {
-                    if lock.is_none() {
-                        self.count(|c| &c.escalations);
-                        match self.lock(key).await {
-                            Ok(tok) => lock = Some(tok),
-                            Err(e) => break Err(e.into()),
-                        }
+                    // Another writer holds the session's lock (if we held it, our lease ran
+                    // out and it was taken over): wait for it, then write under our own.
+                    self.count(|c| &c.escalations);
+                    match self.lock(key).await {
+                        Ok(tok) => lock = Some(tok),
+                        Err(e) => break Err(e.into()),
                     }
                 }
                 Outcome::Newer(now) => {
