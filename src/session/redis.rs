@@ -982,6 +982,13 @@ impl RedisSession {
     /// [`SaveError::UpdatePanicked`]), plus [`SaveError::Store`] when the server failed; on any
     /// error the handle keeps its data and change log, and the save did not land (an
     /// [`StoreError::InDoubt`] says it cannot be known).
+    ///
+    /// # Cancellation
+    ///
+    /// Dropping the future before it finishes (a request timeout) is safe: the save either
+    /// landed or did not, as one script; the handle may then have lost its unsaved data. A save
+    /// dropped while it held the session's escalation lock leaves that lock until its lease
+    /// (default 2 s) runs out; other saves of the session wait for it meanwhile.
     pub async fn save(&mut self) -> Result<(), SaveError> {
         let now = Stamp::now();
         let state = &mut self.state;
