@@ -8,9 +8,13 @@
 
 #![cfg(all(feature = "redis", feature = "axum", feature = "tower-sessions"))]
 
+mod common_remote;
+
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
+
+use common_remote::redis_url as url;
 
 use axum::Router;
 use axum::http::{Method, Request, StatusCode};
@@ -32,21 +36,8 @@ const N: usize = 100;
 
 type HttpClient = Client<HttpConnector, Full<Bytes>>;
 
-fn url() -> String {
-    std::env::var("UNLOCKED_REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".to_owned())
-}
-
 fn prefix(test: &str) -> String {
-    static N: AtomicU64 = AtomicU64::new(0);
-    let nanos = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_nanos())
-        .unwrap_or(0);
-    format!(
-        "unlocked-test:{test}:{}:{nanos}:{}:",
-        std::process::id(),
-        N.fetch_add(1, Ordering::Relaxed)
-    )
+    common_remote::unique(test, ":")
 }
 
 /// A store under a fresh prefix, or `None` (after a notice) without a server; fails under CI.

@@ -7,9 +7,14 @@
 //! starts a `redis-server` of its own on a free port (it needs the binary on `PATH`).
 
 #[cfg(feature = "redis")]
+mod common_remote;
+
+#[cfg(feature = "redis")]
 mod suite {
     use std::sync::Arc;
     use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+
+    use super::common_remote::{ci, notice, redis_url as url};
     use std::time::{Duration, Instant};
 
     use redis::AsyncCommands;
@@ -18,30 +23,8 @@ mod suite {
         ConflictPolicy, Expiry, RedisSessionStore, RedisSessionStoreBuilder, SaveError, StoreError,
     };
 
-    fn url() -> String {
-        std::env::var("UNLOCKED_REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".to_owned())
-    }
-
-    fn ci() -> bool {
-        std::env::var("CI").as_deref() == Ok("true")
-    }
-
-    fn notice(what: &str) {
-        use std::io::Write;
-        let _ = writeln!(std::io::stderr(), "notice: {what}");
-    }
-
     fn prefix(test: &str) -> String {
-        static N: AtomicU64 = AtomicU64::new(0);
-        let nanos = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| d.as_nanos())
-            .unwrap_or(0);
-        format!(
-            "unlocked-test:{test}:{}:{nanos}:{}:",
-            std::process::id(),
-            N.fetch_add(1, Ordering::Relaxed)
-        )
+        super::common_remote::unique(test, ":")
     }
 
     fn builder(prefix: &str) -> RedisSessionStoreBuilder {

@@ -6,6 +6,9 @@
 //! reachable server its tests print a notice and pass, unless `CI=true`, where they fail. Each
 //! test uses a key prefix of its own.
 
+#[cfg(feature = "redis")]
+mod common_remote;
+
 use std::future::Future;
 use std::sync::Arc;
 
@@ -111,27 +114,14 @@ mod memory {
 
 #[cfg(feature = "redis")]
 mod remote {
+    use super::common_remote::{redis_url as url, unique};
     use super::*;
-    use std::sync::atomic::{AtomicU64, Ordering};
-    use unlocked::session::{RedisSession, RedisSessionStore};
 
-    pub(super) fn url() -> String {
-        std::env::var("UNLOCKED_REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".to_owned())
-    }
-
-    /// A key prefix unique to this test and run.
     pub(super) fn prefix(test: &str) -> String {
-        static N: AtomicU64 = AtomicU64::new(0);
-        let nanos = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| d.as_nanos())
-            .unwrap_or(0);
-        format!(
-            "unlocked-test:{test}:{}:{nanos}:{}:",
-            std::process::id(),
-            N.fetch_add(1, Ordering::Relaxed)
-        )
+        unique(test, ":")
     }
+
+    use unlocked::session::{RedisSession, RedisSessionStore};
 
     /// Connects, or `None` after a notice when unreachable (fails under `CI=true`).
     pub(super) async fn connect(

@@ -7,6 +7,7 @@
 //! channel of its own. Deliveries are awaited by polling with a 5 s deadline.
 #![cfg(feature = "redis")]
 
+mod common_remote;
 mod common_template;
 
 use std::collections::BTreeSet;
@@ -14,10 +15,11 @@ use std::future::Future;
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::path::Path;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
+use common_remote::redis_url as url;
 use common_template::{Counting, dir_with, write_files};
 use redis::aio::MultiplexedConnection;
 use tokio::sync::RwLock;
@@ -72,10 +74,6 @@ fn block_on<F: Future<Output = ()>>(test: F) {
 // Server, channels, workers
 // ---------------------------------------------------------------------------------------------
 
-fn url() -> String {
-    std::env::var("UNLOCKED_REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".to_owned())
-}
-
 /// Why the server was found unreachable, once (later tests skip at once).
 static UNREACHABLE: OnceLock<String> = OnceLock::new();
 
@@ -120,16 +118,7 @@ async fn server() -> Option<MultiplexedConnection> {
 
 /// A channel unique to this test and run.
 fn channel(test: &str) -> String {
-    static N: AtomicU64 = AtomicU64::new(0);
-    let nanos = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_nanos())
-        .unwrap_or(0);
-    format!(
-        "unlocked-test:templates:{test}:{}:{nanos}:{}",
-        std::process::id(),
-        N.fetch_add(1, Ordering::Relaxed)
-    )
+    common_remote::unique(&format!("templates:{test}"), "")
 }
 
 /// One worker process: its cache, its broadcast connection, its follower.

@@ -11,57 +11,11 @@ use time::OffsetDateTime;
 use super::data::SessionData;
 use super::error::{CreateError, ImportError, SaveError, UpdatePanicked};
 use super::key::SessionKey;
-use super::record::{Expiry, Record, Stamp, expiry_age, expiry_date};
+use super::record::{Expiry, Record, Stamp};
 use super::save::SaveInput;
-use super::state::State;
+use super::state::{ExpiryArgs, State};
 use super::store::SessionStore;
 use crate::{LockFree, Strategy};
-
-/// Overrides for [`Session::get_expiry_age`] and [`Session::get_expiry_date`], Django's
-/// `modification=` and `expiry=` keyword arguments.
-///
-/// Leaving `expiry` unset reads the session's own expiry (and marks the session accessed, as
-/// Django does); setting it, even to `None` ("the default age"), does not read the session.
-///
-/// ```
-/// use time::macros::datetime;
-/// use unlocked::session::{Expiry, ExpiryArgs, SessionStore};
-///
-/// let store: SessionStore = SessionStore::new();
-/// let session = store.load(None);
-/// let args = ExpiryArgs::new()
-///     .modification(datetime!(2024-01-01 0:00 UTC))
-///     .expiry(Some(Expiry::At(datetime!(2024-01-01 0:10 UTC))));
-/// assert_eq!(session.get_expiry_age(args), 600);
-/// assert!(!session.accessed());
-/// ```
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-#[non_exhaustive]
-pub struct ExpiryArgs {
-    /// The instant the session was (or will be) saved; default: now.
-    pub modification: Option<OffsetDateTime>,
-    /// The expiry to compute with; default (`None`): the session's own.
-    pub expiry: Option<Option<Expiry>>,
-}
-
-impl ExpiryArgs {
-    /// No overrides: now, and the session's own expiry.
-    pub fn new() -> Self {
-        Self::default()
-    }
-
-    /// Computes as if the session were saved at `at`.
-    pub fn modification(mut self, at: OffsetDateTime) -> Self {
-        self.modification = Some(at);
-        self
-    }
-
-    /// Computes with this expiry instead of the session's own (`None`: the default age).
-    pub fn expiry(mut self, expiry: Option<Expiry>) -> Self {
-        self.expiry = Some(expiry);
-        self
-    }
-}
 
 /// One request's view of a session (Django's `request.session`).
 ///
@@ -143,8 +97,13 @@ impl<S: Strategy> SessionStore<S> {
     /// instead of borrowing it, so it is `'static` (an [`OwnedSession`]) and can be kept in a
     /// request's extensions.
     pub fn load_owned(self: &Arc<Self>, key: Option<&str>) -> OwnedSession<S> {
-        let record = key.and_then(|k| self.record(k));
-        Session::new(Arc::clone(self), record)
+        Self::load_into(Arc::clone(self), key)
+    }
+
+    /// [`load_owned`](Self::load_owned) taking the reference count it keeps.
+    pub(crate) fn load_into(store: Arc<Self>, key: Option<&str>) -> OwnedSession<S> {
+        let record = key.and_then(|k| store.record(k));
+        Session::new(store, record)
     }
 
     /// Creates an empty session under a new key right away (Django's `create()`).
@@ -210,6 +169,15 @@ impl<S: Strategy, R: Deref<Target = SessionStore<S>>> Session<'_, S, R> {
             _borrow: PhantomData,
             state: State::new(base),
         }
+    }
+
+    /// A handle of the same store without a session, as `load(None)` gives (no lookup).
+    #[cfg(feature = "axum")]
+    pub(crate) fn emptied(&self) -> Self
+    where
+        R: Clone,
+    {
+        Session::new(self.store.clone(), None)
     }
 
     /// The session's key; `None` until a fresh session is first saved.
@@ -344,36 +312,23 @@ impl<S: Strategy, R: Deref<Target = SessionStore<S>>> Session<'_, S, R> {
         self.state.expiry()
     }
 
-    fn expiry_for(&self, args: &ExpiryArgs) -> Option<Expiry> {
-        match args.expiry {
-            Some(e) => e,
-            None => self.expiry(),
-        }
-    }
-
     /// Django's `get_expiry_age`: seconds from `modification` (default now) until the session
     /// expires; the default age for no custom expiry or at-browser-close.
     pub fn get_expiry_age(&self, args: ExpiryArgs) -> i64 {
-        let expiry = self.expiry_for(&args);
-        let modification = args.modification.unwrap_or_else(OffsetDateTime::now_utc);
-        expiry_age(expiry, modification, self.store.default_age_secs())
+        self.state.expiry_age(args, self.store.default_age_secs())
     }
 
     /// Django's `get_expiry_date`: the instant the session expires if saved at `modification`
     /// (default now).
     pub fn get_expiry_date(&self, args: ExpiryArgs) -> OffsetDateTime {
-        let expiry = self.expiry_for(&args);
-        let modification = args.modification.unwrap_or_else(OffsetDateTime::now_utc);
-        expiry_date(expiry, modification, self.store.default_age_secs())
+        self.state.expiry_date(args, self.store.default_age_secs())
     }
 
     /// Django's `get_expire_at_browser_close`: the store's setting when no custom expiry is
     /// set, otherwise whether the expiry is [`Expiry::AtBrowserClose`].
     pub fn get_expire_at_browser_close(&self) -> bool {
-        match self.expiry() {
-            None => self.store.expire_at_browser_close(),
-            Some(e) => e.is_at_browser_close(),
-        }
+        self.state
+            .expire_at_browser_close(self.store.expire_at_browser_close())
     }
 
     /// Writes the session to the store (Django's `save`).

@@ -77,7 +77,7 @@ pub use data::{Iter as DataIter, SessionData};
 pub use error::{
     CreateError, DecodeError, EncodeError, ImportError, SaveError, StoreError, UpdatePanicked,
 };
-pub use handle::{ExpiryArgs, OwnedSession, Session};
+pub use handle::{OwnedSession, Session};
 pub use key::{InvalidSessionKey, KEY_CHARS, KEY_LEN, MIN_KEY_LEN, SessionKey};
 pub use record::{Expiry, Record};
 #[cfg(feature = "redis")]
@@ -85,4 +85,5 @@ pub use redis::{
     DEFAULT_PREFIX, RedisSession, RedisSessionStore, RedisSessionStoreBuilder, RedisStats,
 };
 pub use save::ConflictPolicy;
+pub use state::ExpiryArgs;
 pub use store::{DEFAULT_AGE_SECS, SessionStore, SessionStoreBuilder};

@@ -18,11 +18,10 @@ use super::backend::redis::{
 use super::codec::{DEFAULT_MAX_ENCODED_LEN, SessionCodec};
 use super::data::SessionData;
 use super::error::{SaveError, StoreError, UpdatePanicked};
-use super::handle::ExpiryArgs;
 use super::key::SessionKey;
-use super::record::{Expiry, Record, Stamp, expires_stamp, expiry_age, expiry_date};
+use super::record::{Expiry, Record, Stamp, expires_stamp};
 use super::save::{ConflictPolicy, SaveInput};
-use super::state::State;
+use super::state::{ExpiryArgs, State};
 use super::store::DEFAULT_AGE_SECS;
 
 /// The default key prefix: records live under `unlocked:session:{<key>}`.
@@ -906,33 +905,20 @@ impl RedisSession {
         self.state.expiry()
     }
 
-    fn expiry_for(&self, args: &ExpiryArgs) -> Option<Expiry> {
-        match args.expiry {
-            Some(e) => e,
-            None => self.expiry(),
-        }
-    }
-
     /// [`Session::get_expiry_age`](super::Session::get_expiry_age).
     pub fn get_expiry_age(&self, args: ExpiryArgs) -> i64 {
-        let expiry = self.expiry_for(&args);
-        let modification = args.modification.unwrap_or_else(OffsetDateTime::now_utc);
-        expiry_age(expiry, modification, self.store.inner.default_age)
+        self.state.expiry_age(args, self.store.inner.default_age)
     }
 
     /// [`Session::get_expiry_date`](super::Session::get_expiry_date).
     pub fn get_expiry_date(&self, args: ExpiryArgs) -> OffsetDateTime {
-        let expiry = self.expiry_for(&args);
-        let modification = args.modification.unwrap_or_else(OffsetDateTime::now_utc);
-        expiry_date(expiry, modification, self.store.inner.default_age)
+        self.state.expiry_date(args, self.store.inner.default_age)
     }
 
     /// [`Session::get_expire_at_browser_close`](super::Session::get_expire_at_browser_close).
     pub fn get_expire_at_browser_close(&self) -> bool {
-        match self.expiry() {
-            None => self.store.inner.expire_at_browser_close,
-            Some(e) => e.is_at_browser_close(),
-        }
+        self.state
+            .expire_at_browser_close(self.store.inner.expire_at_browser_close)
     }
 
     /// [`Session::flush`](super::Session::flush) (logout): the record is deleted from Redis

@@ -7,12 +7,60 @@ use std::cell::Cell;
 use std::sync::Arc;
 
 use serde_json::Value;
+use time::OffsetDateTime;
 
 use super::data::{Entry, SessionData};
 use super::error::UpdatePanicked;
 use super::key::SessionKey;
-use super::record::{Expiry, Record};
+use super::record::{Expiry, Record, expiry_age, expiry_date};
 use super::save::{Log, Op, UpdateFn, run_update};
+
+/// Overrides for [`Session::get_expiry_age`](super::Session::get_expiry_age) and
+/// [`Session::get_expiry_date`](super::Session::get_expiry_date), Django's
+/// `modification=` and `expiry=` keyword arguments.
+///
+/// Leaving `expiry` unset reads the session's own expiry (and marks the session accessed, as
+/// Django does); setting it, even to `None` ("the default age"), does not read the session.
+///
+/// ```
+/// use time::macros::datetime;
+/// use unlocked::session::{Expiry, ExpiryArgs, SessionStore};
+///
+/// let store: SessionStore = SessionStore::new();
+/// let session = store.load(None);
+/// let args = ExpiryArgs::new()
+///     .modification(datetime!(2024-01-01 0:00 UTC))
+///     .expiry(Some(Expiry::At(datetime!(2024-01-01 0:10 UTC))));
+/// assert_eq!(session.get_expiry_age(args), 600);
+/// assert!(!session.accessed());
+/// ```
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct ExpiryArgs {
+    /// The instant the session was (or will be) saved; default: now.
+    pub modification: Option<OffsetDateTime>,
+    /// The expiry to compute with; default (`None`): the session's own.
+    pub expiry: Option<Option<Expiry>>,
+}
+
+impl ExpiryArgs {
+    /// No overrides: now, and the session's own expiry.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Computes as if the session were saved at `at`.
+    pub fn modification(mut self, at: OffsetDateTime) -> Self {
+        self.modification = Some(at);
+        self
+    }
+
+    /// Computes with this expiry instead of the session's own (`None`: the default age).
+    pub fn expiry(mut self, expiry: Option<Expiry>) -> Self {
+        self.expiry = Some(expiry);
+        self
+    }
+}
 
 /// A handle's state: the record it loaded, its copy-on-write data, its change log and flags.
 pub(crate) struct State {
@@ -179,5 +227,34 @@ impl State {
         self.base = Some(saved);
         self.data = None;
         self.log.clear();
+    }
+
+    fn expiry_for(&self, args: &ExpiryArgs) -> Option<Expiry> {
+        match args.expiry {
+            Some(e) => e,
+            None => self.expiry(),
+        }
+    }
+
+    /// Django's `get_expiry_age` with the store's default age.
+    pub(crate) fn expiry_age(&self, args: ExpiryArgs, default_age: i64) -> i64 {
+        let expiry = self.expiry_for(&args);
+        let modification = args.modification.unwrap_or_else(OffsetDateTime::now_utc);
+        expiry_age(expiry, modification, default_age)
+    }
+
+    /// Django's `get_expiry_date` with the store's default age.
+    pub(crate) fn expiry_date(&self, args: ExpiryArgs, default_age: i64) -> OffsetDateTime {
+        let expiry = self.expiry_for(&args);
+        let modification = args.modification.unwrap_or_else(OffsetDateTime::now_utc);
+        expiry_date(expiry, modification, default_age)
+    }
+
+    /// Django's `get_expire_at_browser_close` with the store's setting.
+    pub(crate) fn expire_at_browser_close(&self, store_setting: bool) -> bool {
+        match self.expiry() {
+            None => store_setting,
+            Some(e) => e.is_at_browser_close(),
+        }
     }
 }

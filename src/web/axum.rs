@@ -90,16 +90,17 @@ mod sealed {
         type Handle: Handle;
         /// Loads the session the cookie names; `Err` only when the store cannot answer (the
         /// layer then answers 503 without calling the handler).
+        /// The handle keeps `store` (the request's one reference count on it).
         fn load(
-            store: &Arc<Self::Store>,
+            store: Arc<Self::Store>,
             key: Option<&str>,
         ) -> impl Future<Output = Result<Self::Handle, String>> + Send;
-        /// A handle without a session (no I/O).
-        fn fresh(store: &Arc<Self::Store>) -> Self::Handle;
     }
 
     /// What the layer does with a handle after the handler.
     pub trait Handle: fmt::Debug + Send + 'static {
+        /// A handle of the same store without a session (no I/O).
+        fn emptied(&self) -> Self;
         fn accessed(&self) -> bool;
         fn modified(&self) -> bool;
         fn is_empty(&self) -> bool;
@@ -116,17 +117,17 @@ impl<S: Strategy> Backing for S {
     type Store = SessionStore<S>;
     type Handle = OwnedSession<S>;
     async fn load(
-        store: &Arc<SessionStore<S>>,
+        store: Arc<SessionStore<S>>,
         key: Option<&str>,
     ) -> Result<OwnedSession<S>, String> {
-        Ok(store.load_owned(key))
-    }
-    fn fresh(store: &Arc<SessionStore<S>>) -> OwnedSession<S> {
-        store.load_owned(None)
+        Ok(SessionStore::load_into(store, key))
     }
 }
 
 impl<S: Strategy> Handle for OwnedSession<S> {
+    fn emptied(&self) -> Self {
+        OwnedSession::emptied(self)
+    }
     fn accessed(&self) -> bool {
         OwnedSession::accessed(self)
     }
@@ -161,7 +162,7 @@ impl Backing for Redis {
     type Store = RedisSessionStore;
     type Handle = RedisSession;
     async fn load(
-        store: &Arc<RedisSessionStore>,
+        store: Arc<RedisSessionStore>,
         key: Option<&str>,
     ) -> Result<RedisSession, String> {
         match store.load(key).await {
@@ -171,13 +172,13 @@ impl Backing for Redis {
             Err(e) => Err(e.to_string()),
         }
     }
-    fn fresh(store: &Arc<RedisSessionStore>) -> RedisSession {
-        store.fresh()
-    }
 }
 
 #[cfg(feature = "redis")]
 impl Handle for RedisSession {
+    fn emptied(&self) -> Self {
+        self.store().fresh()
+    }
     fn accessed(&self) -> bool {
         RedisSession::accessed(self)
     }
@@ -434,7 +435,7 @@ where
         let cookie = Arc::clone(&self.layer.cookie);
         let store = Arc::clone(&self.layer.store);
         Box::pin(async move {
-            let handle = match S::load(&store, sent.as_deref()).await {
+            let handle = match S::load(store, sent.as_deref()).await {
                 Ok(handle) => handle,
                 Err(_unavailable) => {
                     let mut response = http::Response::default();
@@ -447,11 +448,17 @@ where
                 inner: Arc::clone(&session),
             });
             let mut response = inner.call(req).await?;
-            // Out of the mutex for the save (its guard cannot cross an `.await`); a handler
-            // task that kept its `RequestSession` finds an empty handle.
-            let mut handle = {
-                let mut guard = session.lock();
-                std::mem::replace(&mut *guard, S::fresh(&store))
+            // Out of the mutex for the save (its guard cannot cross an `.await`). Normally the
+            // request, and with it the handler's `RequestSession`, is gone: the handle is ours
+            // alone, moved out without a replacement. A handler task that kept its
+            // `RequestSession` finds an empty handle instead.
+            let mut handle = match Arc::try_unwrap(session) {
+                Ok(only) => only.into_inner(),
+                Err(shared) => {
+                    let mut guard = shared.lock();
+                    let emptied = guard.emptied();
+                    std::mem::replace(&mut *guard, emptied)
+                }
             };
             finish(&mut handle, &cookie, sent.is_some(), &mut response).await;
             Ok(response)
