@@ -362,10 +362,8 @@ mod suite {
                  {in_doubt} in doubt, {failed} failed (typed, transient), {stored} stored; \
                  {stats:?}"
             ));
-            assert!(
-                stats.settled_landed + stats.settled_not_landed > 0,
-                "no write was cut mid-flight: the settling path went untested ({stats:?})"
-            );
+            // Whether a kill lands mid-write is timing: some runs settle writes, some do not
+            // (the settling path itself is pinned by `a_save_whose_reply_was_lost_…` below).
             assert_eq!(
                 stats.saves,
                 acked + 1,
