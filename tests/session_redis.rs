@@ -614,25 +614,26 @@ mod suite {
                 Some(1),
                 "a refused save wrote"
             );
-            // The lease runs out: the same save goes through.
-            let _: () = redis::cmd("PEXPIRE")
-                .arg(&lkey)
-                .arg(300)
-                .query_async(&mut raw)
-                .await
-                .expect("pexpire");
+            // The lease runs out: the same save goes through, no sooner. The second store
+            // connects and loads while the lock still has seconds to live.
             let waiting = builder(store.prefix())
                 .connect(&url())
                 .await
                 .expect("connect");
             let mut s = waiting.load(Some(&key)).await.expect("load");
             s.update("n", plus_one).expect("update");
-            let started = Instant::now();
+            let lease_set = Instant::now();
+            let _: () = redis::cmd("PEXPIRE")
+                .arg(&lkey)
+                .arg(300)
+                .query_async(&mut raw)
+                .await
+                .expect("pexpire");
             s.save().await.expect("saved once the lease ran out");
             assert!(
-                started.elapsed() >= Duration::from_millis(200),
+                lease_set.elapsed() >= Duration::from_millis(250),
                 "{:?}",
-                started.elapsed()
+                lease_set.elapsed()
             );
             assert!(waiting.stats().escalations >= 1);
             let now = waiting.load(Some(&key)).await.expect("load");
