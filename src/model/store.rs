@@ -327,11 +327,7 @@ impl<M: Model, S: Strategy> ModelStore<M, S> {
     pub fn save(&self, draft: Draft<M>) -> Result<Arc<Versioned<M>>, SaveError<M>> {
         let read_version = draft.version;
         let pk = draft.pk;
-        let record = Arc::new(Versioned {
-            pk,
-            version: read_version + 1,
-            value: draft.value,
-        });
+        let record = self.backend.record(pk, read_version + 1, draft.value);
         let outcome = self.backend.write(&[pk], ONCE, || {
             Attempt::Done(self.backend.replace(pk, read_version, Some(record.clone())))
         });
@@ -375,20 +371,17 @@ impl<M: Model, S: Strategy> ModelStore<M, S> {
         self.backend.alters_data(|| {
             let outcome = self.backend.write(&[pk], self.progress, || {
                 let made = self.backend.try_update(pk, |current| {
-                    let mut value = current.value.clone();
                     // The closure works on a copy: if it panics, nothing stored has been
                     // touched.
-                    if let Err(payload) = catch_unwind(AssertUnwindSafe(|| change(&mut value))) {
-                        return Err(UpdateError::Panicked {
-                            pk,
-                            message: panic_message(&*payload),
-                        });
-                    }
-                    Ok(Arc::new(Versioned {
-                        pk,
-                        version: current.version + 1,
-                        value,
-                    }))
+                    self.backend
+                        .make_record(pk, current.version + 1, &current.value, |value| {
+                            catch_unwind(AssertUnwindSafe(|| change(value))).map_err(|payload| {
+                                UpdateError::Panicked {
+                                    pk,
+                                    message: panic_message(&*payload),
+                                }
+                            })
+                        })
                 });
                 match made {
                     TryUpdate::Done(record) => Attempt::Done(Ok(record)),
@@ -464,11 +457,7 @@ impl<M: Model, S: Strategy> ModelStore<M, S> {
                     .into_iter()
                     .zip(&current)
                     .map(|(value, old)| {
-                        let record = Arc::new(Versioned {
-                            pk: old.pk,
-                            version: old.version + 1,
-                            value,
-                        });
+                        let record = self.backend.record(old.pk, old.version + 1, value);
                         (old.version, record)
                     })
                     .collect();
@@ -536,13 +525,7 @@ impl<M: Model, S: Strategy> ModelStore<M, S> {
         let read_versions: Vec<u64> = drafts.iter().map(|d| d.version).collect();
         let records: Vec<Arc<Versioned<M>>> = drafts
             .into_iter()
-            .map(|d| {
-                Arc::new(Versioned {
-                    pk: d.pk,
-                    version: d.version + 1,
-                    value: d.value,
-                })
-            })
+            .map(|d| self.backend.record(d.pk, d.version + 1, d.value))
             .collect();
         let entries: Vec<(u64, Arc<Versioned<M>>)> =
             read_versions.iter().copied().zip(records).collect();

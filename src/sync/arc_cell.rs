@@ -54,7 +54,7 @@ unsafe fn release<T>(ptr: *const T) {
 }
 
 /// A pointer that may move to the thread that reclaims it.
-struct SendPtr<T>(*const T);
+pub(crate) struct SendPtr<T>(pub(crate) *const T);
 // SAFETY: it stands for an `Arc<T>` (with `T: Send + Sync`, checked at `retire`), which is
 // `Send`; the pointer is only turned back into that `Arc`.
 unsafe impl<T: Send + Sync> Send for SendPtr<T> {}

@@ -21,12 +21,42 @@ pub(crate) use shim::*;
 
 pub(crate) mod arc_cell;
 pub(crate) mod escalate;
+pub(crate) mod recycle;
 
 /// A guard of the model stores' reclamation domain: crossbeam-epoch's global collector
 /// (measured against seize in `docs/model.md`: it keeps its write cost after hundreds of
-/// threads have come and gone). Under loom, a stand-in that never releases anything.
+/// threads have come and gone). A record it reclaims becomes a spare of the reclaiming thread
+/// ([`recycle`]) instead of going back to the allocator. Under loom, a stand-in that never
+/// releases anything.
 #[cfg(not(unlocked_loom))]
-pub(crate) type EpochGuard = crossbeam::epoch::Guard;
+pub(crate) struct EpochGuard(crossbeam::epoch::Guard);
+
+#[cfg(all(test, not(unlocked_loom)))]
+impl EpochGuard {
+    /// Hands this thread's retired records to crossbeam's global queue and reclaims what can
+    /// be (tests that wait for spares).
+    pub(crate) fn flush(&self) {
+        self.0.flush();
+    }
+}
+
+#[cfg(not(unlocked_loom))]
+// SAFETY: crossbeam-epoch runs a deferred function only after every thread pinned at the time
+// of `defer_unchecked` has unpinned: the guarantee `Reclaim` asks for.
+unsafe impl arc_cell::Reclaim for EpochGuard {
+    unsafe fn retire<T: Send + Sync + 'static>(&self, ptr: *const T) {
+        let ptr = arc_cell::SendPtr(ptr);
+        // SAFETY: the closure takes back the count `ptr` carries (from `Arc::into_raw`,
+        // unreachable from new guards: `retire`'s contract) once crossbeam says no thread that
+        // was pinned can still hold the pointer, and then owns that count alone.
+        unsafe {
+            self.0.defer_unchecked(move || {
+                let arc_cell::SendPtr(ptr) = ptr;
+                recycle::put(std::sync::Arc::from_raw(ptr));
+            })
+        }
+    }
+}
 /// See the non-loom definition.
 #[cfg(unlocked_loom)]
 pub(crate) type EpochGuard = arc_cell::LeakGuard;
@@ -36,7 +66,7 @@ pub(crate) type EpochGuard = arc_cell::LeakGuard;
 pub(crate) fn pin() -> EpochGuard {
     #[cfg(not(unlocked_loom))]
     {
-        crossbeam::epoch::pin()
+        EpochGuard(crossbeam::epoch::pin())
     }
     #[cfg(unlocked_loom)]
     {

@@ -19,6 +19,7 @@ use super::{Backend, Record, ReplaceAllError, TryUpdate};
 use crate::model::record::{Model, Versioned};
 use crate::sync::arc_cell::{ArcCell, Loaded};
 use crate::sync::escalate::{Attempt, Escalation, Exhausted, Progress};
+use crate::sync::recycle;
 use crate::sync::{AtomicU64, AtomicUsize, EpochGuard, Ordering};
 
 /// One step of a wait for a multi-record commit to finish installing. Under loom, a loom
@@ -246,6 +247,48 @@ impl<M: Model> Backend<M> for LockFreeBackend<M> {
             // Changed since the read (a commit, a delete, or a multi-record commit that
             // installed and rolled back): the caller reads again.
             Err(_) => TryUpdate::Conflict,
+        }
+    }
+
+    #[inline]
+    fn record(&self, pk: u64, version: u64, value: M) -> Record<M> {
+        let Some(mut spare) = recycle::take::<Versioned<M>>() else {
+            return Arc::new(Versioned { pk, version, value });
+        };
+        let Some(record) = Arc::get_mut(&mut spare) else {
+            unreachable!("a spare record is unique (`recycle::put` checks)")
+        };
+        // The spare's old value is dropped here, on this thread.
+        *record = Versioned { pk, version, value };
+        spare
+    }
+
+    #[inline]
+    fn make_record<E>(
+        &self,
+        pk: u64,
+        version: u64,
+        from: &M,
+        change: impl FnOnce(&mut M) -> Result<(), E>,
+    ) -> Result<Record<M>, E> {
+        let Some(mut spare) = recycle::take::<Versioned<M>>() else {
+            let mut value = from.clone();
+            change(&mut value)?;
+            return Ok(Arc::new(Versioned { pk, version, value }));
+        };
+        let Some(record) = Arc::get_mut(&mut spare) else {
+            unreachable!("a spare record is unique (`recycle::put` checks)")
+        };
+        record.pk = pk;
+        record.version = version;
+        // Reuses the value's buffers where its `Clone` implements `clone_from`.
+        record.value.clone_from(from);
+        match change(&mut record.value) {
+            Ok(()) => Ok(spare),
+            Err(e) => {
+                recycle::put(spare);
+                Err(e)
+            }
         }
     }
 
@@ -491,5 +534,87 @@ mod loom_model {
             assert_eq!(fa.version(), 1 + u64::from(moved) + u64::from(saved_a));
             assert_eq!(fb.version(), 1 + u64::from(moved) + u64::from(saved_b));
         });
+    }
+}
+
+#[cfg(all(test, not(unlocked_loom)))]
+mod tests {
+    use crate::LockFree;
+    use crate::model::record::Versioned;
+    use crate::model::{Model, ModelStore};
+    use crate::sync::recycle;
+
+    #[derive(Clone, Debug)]
+    struct Page {
+        title: String,
+        views: u64,
+    }
+
+    impl Model for Page {
+        const APP_LABEL: &'static str = "recycle";
+        const NAME: &'static str = "Page";
+    }
+
+    /// Updates, saves and failed updates built in spare records: every committed value is
+    /// right, and a spare never carries a value into a record it was not meant for.
+    #[test]
+    fn writes_built_in_spares_commit_exactly_their_values() {
+        std::thread::spawn(|| {
+            let store: ModelStore<Page, LockFree> = ModelStore::new();
+            let a = store
+                .insert(Page {
+                    title: "a".into(),
+                    views: 0,
+                })
+                .pk();
+            let b = store
+                .insert(Page {
+                    title: "b".into(),
+                    views: 0,
+                })
+                .pk();
+            // Retire enough records for crossbeam to hand some back as spares.
+            for _ in 0..300 {
+                store.update(a, |p| p.views += 1).expect("commits");
+            }
+            for _ in 0..100_000 {
+                crate::sync::pin().flush();
+                if let Some(spare) = recycle::take::<Versioned<Page>>() {
+                    recycle::put(spare);
+                    break;
+                }
+                std::thread::yield_now();
+            }
+            assert!(
+                recycle::take::<Versioned<Page>>()
+                    .map(recycle::put)
+                    .is_some(),
+                "retired records came back as spares"
+            );
+            // A change that panics: nothing stored changes, the spare is kept.
+            let panicked = store.update(b, |_| panic!("refused"));
+            assert!(panicked.is_err());
+            let rec = store.get(b).expect("present");
+            assert_eq!((rec.title.as_str(), rec.views, rec.version()), ("b", 0, 1));
+            // Updates and a save of the other record, built in spares of `a`'s records.
+            for _ in 0..50 {
+                store.update(b, |p| p.views += 2).expect("commits");
+            }
+            let mut draft = store.get(b).expect("present").edit();
+            draft.title.push_str("-saved");
+            store.save(draft).expect("no conflict");
+            let (ra, rb) = (
+                store.get(a).expect("present"),
+                store.get(b).expect("present"),
+            );
+            assert_eq!((ra.title.as_str(), ra.views, ra.version()), ("a", 300, 301));
+            assert_eq!(
+                (rb.title.as_str(), rb.views, rb.version()),
+                ("b-saved", 100, 52)
+            );
+            assert_eq!((ra.pk(), rb.pk()), (a, b));
+        })
+        .join()
+        .expect("no panic");
     }
 }

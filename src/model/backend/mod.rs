@@ -99,6 +99,30 @@ pub trait Backend<M>: Send + Sync + Sized {
             Err(Some(_)) => TryUpdate::Conflict,
         }
     }
+    /// A new record `pk` at `version` holding `value`. The lock-free back end builds it in a
+    /// spare record ([`crate::sync::recycle`]) when this thread has one.
+    #[inline]
+    fn record(&self, pk: u64, version: u64, value: M) -> Record<M> {
+        Arc::new(Versioned { pk, version, value })
+    }
+    /// A new record `pk` at `version` whose value is a copy of `from` changed by `change`;
+    /// `change`'s error if it fails (nothing built is kept). The lock-free back end builds it
+    /// in a spare record ([`crate::sync::recycle`]) when this thread has one.
+    #[inline]
+    fn make_record<E>(
+        &self,
+        pk: u64,
+        version: u64,
+        from: &M,
+        change: impl FnOnce(&mut M) -> Result<(), E>,
+    ) -> Result<Record<M>, E>
+    where
+        M: Clone,
+    {
+        let mut value = from.clone();
+        change(&mut value)?;
+        Ok(Arc::new(Versioned { pk, version, value }))
+    }
     /// One attempt: for each `(expected, record)`, replaces the stored record of
     /// `record.pk()` by `record` if it is at version `expected`: all of them, or none.
     fn replace_all(&self, records: &[(u64, Record<M>)]) -> Result<(), ReplaceAllError<M>>;

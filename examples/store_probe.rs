@@ -1,0 +1,121 @@
+//! Runs one store operation N times, for instruction counting under callgrind (a repeatable
+//! per-operation figure on a noisy machine). `ci/store-instructions.sh` runs every operation
+//! at two values of N and prints the difference per operation.
+//!
+//! ```sh
+//! cargo build --release --example store_probe
+//! valgrind --tool=callgrind target/release/examples/store_probe lock-free/update 100000
+//! ```
+
+use std::collections::HashMap;
+use std::hint::black_box;
+
+use parking_lot::Mutex;
+use serde_json::{Value, json};
+use unlocked::model::{Model, ModelStore};
+use unlocked::session::SessionStore;
+use unlocked::{Blocking, LockFree, Strategy};
+
+#[derive(Clone, Debug)]
+struct Article {
+    #[allow(dead_code)] // copied on every copy-on-write update, never read
+    title: String,
+    views: u64,
+}
+
+impl Model for Article {
+    const APP_LABEL: &'static str = "probe";
+    const NAME: &'static str = "Article";
+}
+
+const RECORDS: u64 = 256;
+
+fn incr(v: Option<&Value>) -> Value {
+    json!(v.and_then(Value::as_i64).unwrap_or(0) + 1)
+}
+
+fn article(i: u64) -> Article {
+    Article {
+        title: format!("Article number {i}"),
+        views: 0,
+    }
+}
+
+fn ours<S: Strategy>(op: &str, n: u64) {
+    let models: ModelStore<Article, S> = ModelStore::new();
+    let pks: Vec<u64> = (0..RECORDS)
+        .map(|i| models.insert(article(i)).pk())
+        .collect();
+    let sessions = SessionStore::<S>::new();
+    let cookies: Vec<String> = (0..RECORDS)
+        .map(|i| {
+            let mut s = sessions.load(None);
+            s.insert("user", format!("user{i}"));
+            s.insert("hits", 0);
+            s.insert("cart", json!([1, 2, 3]));
+            s.insert("theme", "dark");
+            s.save().expect("fresh session saves");
+            s.session_key().expect("saved").to_string()
+        })
+        .collect();
+    for i in 0..n {
+        let k = (i.wrapping_mul(0x9E37_79B9) >> 3) % RECORDS;
+        match op {
+            "update" => {
+                models
+                    .update(pks[k as usize], |a| a.views += 1)
+                    .expect("commits");
+            }
+            "get" => {
+                black_box(models.get(pks[k as usize]).map(|a| a.views));
+            }
+            "load" => {
+                let s = sessions.load(Some(&cookies[k as usize]));
+                black_box(s.get("hits").and_then(Value::as_u64));
+            }
+            "save" => {
+                let mut s = sessions.load(Some(&cookies[k as usize]));
+                s.update("hits", incr).expect("no panic");
+                s.save().expect("saves");
+            }
+            _ => usage(),
+        }
+    }
+}
+
+fn mutex(op: &str, n: u64) {
+    let models: Mutex<HashMap<u64, Article>> =
+        Mutex::new((0..RECORDS).map(|i| (i, article(i))).collect());
+    for i in 0..n {
+        let k = (i.wrapping_mul(0x9E37_79B9) >> 3) % RECORDS;
+        match op {
+            "update" => models.lock().get_mut(&k).expect("present").views += 1,
+            "get" => {
+                black_box(models.lock().get(&k).map(|a| a.views));
+            }
+            _ => usage(),
+        }
+    }
+}
+
+fn usage() -> ! {
+    eprintln!("usage: store_probe (lock-free|blocking|mutex)/(update|get|load|save) N");
+    std::process::exit(2)
+}
+
+fn main() {
+    let mut args = std::env::args().skip(1);
+    let (Some(name), Some(n)) = (args.next(), args.next().and_then(|n| n.parse::<u64>().ok()))
+    else {
+        usage()
+    };
+    let Some((strategy, op)) = name.split_once('/') else {
+        usage()
+    };
+    match strategy {
+        "lock-free" => ours::<LockFree>(op, n),
+        "blocking" => ours::<Blocking>(op, n),
+        "mutex" => mutex(op, n),
+        _ => usage(),
+    }
+}
