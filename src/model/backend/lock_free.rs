@@ -252,11 +252,13 @@ impl<M: Model> Backend<M> for LockFreeBackend<M> {
 
     #[inline]
     fn record(&self, pk: u64, version: u64, value: M) -> Record<M> {
+        // A spare is unique (`recycle::put` checks, and nothing can clone it since), so
+        // `get_mut` succeeds; were it not, the record is allocated as without a spare.
         let Some(mut spare) = recycle::take::<Versioned<M>>() else {
             return Arc::new(Versioned { pk, version, value });
         };
         let Some(record) = Arc::get_mut(&mut spare) else {
-            unreachable!("a spare record is unique (`recycle::put` checks)")
+            return Arc::new(Versioned { pk, version, value });
         };
         // The spare's old value is dropped here, on this thread.
         *record = Versioned { pk, version, value };
@@ -264,20 +266,24 @@ impl<M: Model> Backend<M> for LockFreeBackend<M> {
     }
 
     #[inline]
-    fn make_record<E>(
+    fn make_record<E, F: FnOnce(&mut M) -> Result<(), E>>(
         &self,
         pk: u64,
         version: u64,
         from: &M,
-        change: impl FnOnce(&mut M) -> Result<(), E>,
+        change: F,
     ) -> Result<Record<M>, E> {
-        let Some(mut spare) = recycle::take::<Versioned<M>>() else {
+        let fresh = |change: F| {
             let mut value = from.clone();
             change(&mut value)?;
-            return Ok(Arc::new(Versioned { pk, version, value }));
+            Ok(Arc::new(Versioned { pk, version, value }))
         };
+        let Some(mut spare) = recycle::take::<Versioned<M>>() else {
+            return fresh(change);
+        };
+        // As in `record`: `get_mut` succeeds on a spare.
         let Some(record) = Arc::get_mut(&mut spare) else {
-            unreachable!("a spare record is unique (`recycle::put` checks)")
+            return fresh(change);
         };
         record.pk = pk;
         record.version = version;

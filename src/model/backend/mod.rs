@@ -109,12 +109,12 @@ pub trait Backend<M>: Send + Sync + Sized {
     /// `change`'s error if it fails (nothing built is kept). The lock-free back end builds it
     /// in a spare record ([`crate::sync::recycle`]) when this thread has one.
     #[inline]
-    fn make_record<E>(
+    fn make_record<E, F: FnOnce(&mut M) -> Result<(), E>>(
         &self,
         pk: u64,
         version: u64,
         from: &M,
-        change: impl FnOnce(&mut M) -> Result<(), E>,
+        change: F,
     ) -> Result<Record<M>, E>
     where
         M: Clone,
