@@ -35,6 +35,16 @@
 //! that must move together with [`ModelStore::commit`] / [`ModelStore::update_many`]. See
 //! `docs/model.md` for the design and its costs.
 //!
+//! # Memory
+//!
+//! Under `LockFree` a replaced record is freed once no reader can still hold it (epoch
+//! reclamation), and then kept by the thread that reclaimed it as a *spare*: its next write of
+//! that model type builds its record in it instead of allocating. A thread keeps at most 128
+//! spares per model type, until it reuses them or exits; so a replaced value's `Drop` runs
+//! when its spare is reused or its thread exits, not when it is replaced. With many more
+//! writing threads than cores, reclamation waits on descheduled threads and writes allocate
+//! (see `docs/model.md`, "Where the lock-free update stops winning").
+//!
 //! # Async code
 //!
 //! Under `LockFree` no operation takes a lock (a commit may retry; reads and writes spin
