@@ -579,27 +579,40 @@ mod tests {
                     views: 0,
                 })
                 .pk();
-            // Retire enough records for crossbeam to hand some back as spares.
-            for _ in 0..300 {
-                store.update(a, |p| p.views += 1).expect("commits");
+            // Spares as crossbeam would hand them back, but deterministic (which thread
+            // reclaims a retired record depends on the other tests running): records of
+            // other keys, versions and values, which every write built in one must overwrite.
+            for i in 0..8_u64 {
+                recycle::put(std::sync::Arc::new(Versioned {
+                    pk: 1_000 + i,
+                    version: 77 + i,
+                    value: Page {
+                        title: "junk".repeat(40),
+                        views: 12_345 + i,
+                    },
+                }));
             }
-            for _ in 0..100_000 {
-                crate::sync::pin().flush();
-                if let Some(spare) = recycle::take::<Versioned<Page>>() {
-                    recycle::put(spare);
-                    break;
+            // Counts this thread's spares (a type only this test uses).
+            let spares = || {
+                let mut all = Vec::new();
+                while let Some(spare) = recycle::take::<Versioned<Page>>() {
+                    all.push(spare);
                 }
-                std::thread::yield_now();
-            }
-            assert!(
-                recycle::take::<Versioned<Page>>()
-                    .map(recycle::put)
-                    .is_some(),
-                "retired records came back as spares"
-            );
+                let n = all.len();
+                all.into_iter().for_each(recycle::put);
+                n
+            };
+            assert_eq!(spares(), 8);
+            // Nothing of this type was retired before: the update took a spare.
+            store.update(a, |p| p.views += 1).expect("commits");
+            assert_eq!(spares(), 7, "the update was built in a spare");
             // A change that panics: nothing stored changes, the spare is kept.
             let panicked = store.update(b, |_| panic!("refused"));
             assert!(panicked.is_err());
+            assert!(spares() >= 7, "a failed update keeps its spare");
+            for _ in 1..300 {
+                store.update(a, |p| p.views += 1).expect("commits");
+            }
             let rec = store.get(b).expect("present");
             assert_eq!((rec.title.as_str(), rec.views, rec.version()), ("b", 0, 1));
             // Updates and a save of the other record, built in spares of `a`'s records.
