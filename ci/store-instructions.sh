@@ -9,7 +9,8 @@ cargo build --release --example store_probe -q
 bin=target/release/examples/store_probe
 ops=("$@")
 [ ${#ops[@]} -gt 0 ] || ops=(lock-free/update blocking/update mutex/update lock-free/get
-  blocking/get mutex/get lock-free/load blocking/load lock-free/save blocking/save)
+  blocking/get mutex/get lock-free/load blocking/load mutex/load lock-free/save blocking/save
+  mutex/save)
 count() { valgrind --tool=callgrind --callgrind-out-file=/dev/null "$bin" "$1" "$2" 2>&1 | grep -oP 'Collected : \K[0-9]+'; }
 printf '%-20s %s\n' operation instructions/op
 for op in "${ops[@]}"; do

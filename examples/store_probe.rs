@@ -83,15 +83,46 @@ fn ours<S: Strategy>(op: &str, n: u64) {
     }
 }
 
+/// The hand-written maps of `benches/versus.rs`.
 fn mutex(op: &str, n: u64) {
     let models: Mutex<HashMap<u64, Article>> =
         Mutex::new((0..RECORDS).map(|i| (i, article(i))).collect());
+    let cookies: Vec<String> = (0..RECORDS).map(|i| format!("{i:032x}")).collect();
+    let sessions: Mutex<HashMap<String, HashMap<String, Value>>> = Mutex::new(
+        cookies
+            .iter()
+            .enumerate()
+            .map(|(i, c)| {
+                let data = HashMap::from([
+                    ("user".to_owned(), json!(format!("user{i}"))),
+                    ("hits".to_owned(), json!(0)),
+                    ("cart".to_owned(), json!([1, 2, 3])),
+                    ("theme".to_owned(), json!("dark")),
+                ]);
+                (c.clone(), data)
+            })
+            .collect(),
+    );
     for i in 0..n {
         let k = (i.wrapping_mul(0x9E37_79B9) >> 3) % RECORDS;
         match op {
             "update" => models.lock().get_mut(&k).expect("present").views += 1,
             "get" => {
                 black_box(models.lock().get(&k).map(|a| a.views));
+            }
+            "load" => {
+                // A request copies out what it reads: the value must outlive the lock.
+                let v = sessions
+                    .lock()
+                    .get(&cookies[k as usize])
+                    .and_then(|d| d.get("hits").cloned());
+                black_box(v.and_then(|v| v.as_u64()));
+            }
+            "save" => {
+                let mut map = sessions.lock();
+                let data = map.get_mut(&cookies[k as usize]).expect("present");
+                let hits = incr(data.get("hits"));
+                data.insert("hits".to_owned(), hits);
             }
             _ => usage(),
         }

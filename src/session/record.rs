@@ -107,6 +107,29 @@ impl Stamp {
         Stamp::clamped(nanos)
     }
 
+    /// Now, from the system's coarse clock where it has one (Linux: `CLOCK_REALTIME_COARSE`,
+    /// read without the time-stamp counter): behind [`now`](Self::now) by less than one
+    /// scheduler tick (1–10 ms, 4 ms by default), at a seventh of its cost on the machine
+    /// measured in `docs/benchmarks.md`. For the expiry check of a read: a session stays
+    /// readable for at most one tick past its expiry. Elsewhere, the precise clock.
+    #[inline]
+    pub(crate) fn now_coarse() -> Stamp {
+        #[cfg(all(target_os = "linux", not(miri)))]
+        {
+            let mut ts = libc::timespec {
+                tv_sec: 0,
+                tv_nsec: 0,
+            };
+            // SAFETY: `ts` is a valid, writable `timespec`; `clock_gettime` writes only it.
+            if unsafe { libc::clock_gettime(libc::CLOCK_REALTIME_COARSE, &mut ts) } == 0 {
+                return Stamp::clamped(
+                    i128::from(ts.tv_sec) * 1_000_000_000 + i128::from(ts.tv_nsec),
+                );
+            }
+        }
+        Stamp::now()
+    }
+
     /// Nanoseconds since the epoch, saturated to `u64` (0 before the epoch).
     pub(crate) fn as_u64(self) -> u64 {
         u64::try_from(self.0.max(0)).unwrap_or(u64::MAX)
@@ -229,6 +252,23 @@ impl fmt::Debug for Record {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_coarse_clock_is_at_most_a_tick_behind() {
+        for _ in 0..1_000 {
+            let before = Stamp::now();
+            let coarse = Stamp::now_coarse();
+            let after = Stamp::now();
+            // Never ahead of the precise clock read after it; behind the one read before by
+            // less than a scheduler tick (at most 10 ms; 1 s leaves room for a descheduled
+            // test thread).
+            assert!(coarse <= after, "{coarse:?} after {after:?}");
+            assert!(
+                coarse.0 > before.0 - 1_000_000_000,
+                "{coarse:?} far behind {before:?}"
+            );
+        }
+    }
 
     #[test]
     fn stamps_agree_with_offset_date_time() {
