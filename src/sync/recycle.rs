@@ -146,9 +146,11 @@ mod tests {
             seen.sort_unstable();
             // Every replaced record (0..last) came back, the cap allowing; the record still in
             // the cell did not.
-            let expected: Vec<u64> = (0..last).collect();
-            let kept = expected.len().min(PER_TYPE);
-            assert_eq!(seen.len(), kept, "spares: {seen:?}");
+            assert_eq!(
+                seen.len(),
+                (last as usize).min(PER_TYPE),
+                "spares: {seen:?}"
+            );
             assert!(
                 seen.iter().all(|v| *v < last),
                 "the record in the cell is not a spare"
