@@ -44,17 +44,13 @@ impl EpochGuard {
 // SAFETY: crossbeam-epoch runs a deferred function only after every thread pinned at the time
 // of `defer_unchecked` has unpinned: the guarantee `Reclaim` asks for.
 unsafe impl arc_cell::Reclaim for EpochGuard {
+    #[inline]
     unsafe fn retire<T: Send + Sync + 'static>(&self, ptr: *const T) {
-        let ptr = arc_cell::SendPtr(ptr);
-        // SAFETY: the closure takes back the count `ptr` carries (from `Arc::into_raw`,
-        // unreachable from new guards: `retire`'s contract) once crossbeam says no thread that
-        // was pinned can still hold the pointer, and then owns that count alone.
-        unsafe {
-            self.0.defer_unchecked(move || {
-                let arc_cell::SendPtr(ptr) = ptr;
-                recycle::put(std::sync::Arc::from_raw(ptr));
-            })
-        }
+        // SAFETY: `ptr` came from `Arc::into_raw` with a count the caller hands over; the
+        // `Arc` is not dropped before crossbeam says no thread that was pinned can still hold
+        // it (`recycle::retire` keeps it in the thread's limbo or defers it through `self`).
+        let record = unsafe { std::sync::Arc::from_raw(ptr) };
+        recycle::retire(&self.0, record);
     }
 }
 /// See the non-loom definition.

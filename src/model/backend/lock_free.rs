@@ -366,6 +366,9 @@ impl<M: Model> Backend<M> for LockFreeBackend<M> {
         progress: Progress,
         attempt: impl FnMut() -> Attempt<T>,
     ) -> Result<T, Exhausted> {
+        // Not pinned here: if this thread's retired records wait on a stalled epoch, let the
+        // pinned thread that holds it back run first.
+        recycle::relieve();
         match pks {
             [pk] => self.escalation.run(&[stripe(*pk)], progress, attempt),
             _ => {
