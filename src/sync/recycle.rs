@@ -239,7 +239,7 @@ thread_local! {
 #[inline]
 pub(crate) fn relieve() {
     if STALLED.try_with(|stalled| stalled.replace(false)) == Ok(true) {
-        crate::sync::yield_now();
+        super::shim::yield_now();
     }
 }
 
