@@ -2,13 +2,23 @@
 //! per-operation figure on a noisy machine). `ci/store-instructions.sh` runs every operation
 //! at two values of N and prints the difference per operation.
 //!
+//!
+//! With a third argument, T threads share the N operations (each its own keys order, started
+//! together by a barrier) and the probe prints the wall time per operation: with
+//! `/usr/bin/time -f %M` around it, the peak memory too (retired records waiting on a stalled
+//! epoch show there, see `docs/benchmarks.md`). Timings are for looking, not for the record:
+//! the criterion `versus` bench is the measurement.
+//!
 //! ```sh
 //! cargo build --release --example store_probe
 //! valgrind --tool=callgrind target/release/examples/store_probe lock-free/update 100000
+//! /usr/bin/time -f '%M KiB' target/release/examples/store_probe lock-free/save 4000000 32
 //! ```
 
 use std::collections::HashMap;
 use std::hint::black_box;
+use std::sync::Barrier;
+use std::time::{Duration, Instant};
 
 use parking_lot::Mutex;
 use serde_json::{Value, json};
@@ -41,7 +51,7 @@ fn article(i: u64) -> Article {
     }
 }
 
-fn ours<S: Strategy>(op: &str, n: u64) {
+fn ours<S: Strategy>(op: &str, n: u64, threads: usize) {
     let models: ModelStore<Article, S> = ModelStore::new();
     let pks: Vec<u64> = (0..RECORDS)
         .map(|i| models.insert(article(i)).pk())
@@ -58,33 +68,36 @@ fn ours<S: Strategy>(op: &str, n: u64) {
             s.session_key().expect("saved").to_string()
         })
         .collect();
-    for i in 0..n {
-        let k = (i.wrapping_mul(0x9E37_79B9) >> 3) % RECORDS;
-        match op {
-            "update" => {
-                models
-                    .update(pks[k as usize], |a| a.views += 1)
-                    .expect("commits");
+    let run = |t: u64, n: u64| {
+        for i in 0..n {
+            let k = (i.wrapping_add(t << 20).wrapping_mul(0x9E37_79B9) >> 3) % RECORDS;
+            match op {
+                "update" => {
+                    models
+                        .update(pks[k as usize], |a| a.views += 1)
+                        .expect("commits");
+                }
+                "get" => {
+                    black_box(models.get(pks[k as usize]).map(|a| a.views));
+                }
+                "load" => {
+                    let s = sessions.load(Some(&cookies[k as usize]));
+                    black_box(s.get("hits").and_then(Value::as_u64));
+                }
+                "save" => {
+                    let mut s = sessions.load(Some(&cookies[k as usize]));
+                    s.update("hits", incr).expect("no panic");
+                    s.save().expect("saves");
+                }
+                _ => usage(),
             }
-            "get" => {
-                black_box(models.get(pks[k as usize]).map(|a| a.views));
-            }
-            "load" => {
-                let s = sessions.load(Some(&cookies[k as usize]));
-                black_box(s.get("hits").and_then(Value::as_u64));
-            }
-            "save" => {
-                let mut s = sessions.load(Some(&cookies[k as usize]));
-                s.update("hits", incr).expect("no panic");
-                s.save().expect("saves");
-            }
-            _ => usage(),
         }
-    }
+    };
+    spread(n, threads, run);
 }
 
 /// The hand-written maps of `benches/versus.rs`.
-fn mutex(op: &str, n: u64) {
+fn mutex(op: &str, n: u64, threads: usize) {
     let models: Mutex<HashMap<u64, Article>> =
         Mutex::new((0..RECORDS).map(|i| (i, article(i))).collect());
     let cookies: Vec<String> = (0..RECORDS).map(|i| format!("{i:032x}")).collect();
@@ -103,34 +116,66 @@ fn mutex(op: &str, n: u64) {
             })
             .collect(),
     );
-    for i in 0..n {
-        let k = (i.wrapping_mul(0x9E37_79B9) >> 3) % RECORDS;
-        match op {
-            "update" => models.lock().get_mut(&k).expect("present").views += 1,
-            "get" => {
-                black_box(models.lock().get(&k).map(|a| a.views));
+    let run = |t: u64, n: u64| {
+        for i in 0..n {
+            let k = (i.wrapping_add(t << 20).wrapping_mul(0x9E37_79B9) >> 3) % RECORDS;
+            match op {
+                "update" => models.lock().get_mut(&k).expect("present").views += 1,
+                "get" => {
+                    black_box(models.lock().get(&k).map(|a| a.views));
+                }
+                "load" => {
+                    // A request copies out what it reads: the value must outlive the lock.
+                    let v = sessions
+                        .lock()
+                        .get(&cookies[k as usize])
+                        .and_then(|d| d.get("hits").cloned());
+                    black_box(v.and_then(|v| v.as_u64()));
+                }
+                "save" => {
+                    let mut map = sessions.lock();
+                    let data = map.get_mut(&cookies[k as usize]).expect("present");
+                    let hits = incr(data.get("hits"));
+                    data.insert("hits".to_owned(), hits);
+                }
+                _ => usage(),
             }
-            "load" => {
-                // A request copies out what it reads: the value must outlive the lock.
-                let v = sessions
-                    .lock()
-                    .get(&cookies[k as usize])
-                    .and_then(|d| d.get("hits").cloned());
-                black_box(v.and_then(|v| v.as_u64()));
-            }
-            "save" => {
-                let mut map = sessions.lock();
-                let data = map.get_mut(&cookies[k as usize]).expect("present");
-                let hits = incr(data.get("hits"));
-                data.insert("hits".to_owned(), hits);
-            }
-            _ => usage(),
         }
+    };
+    spread(n, threads, run);
+}
+
+/// Runs `run(thread, ops)` on the calling thread (one thread: nothing else is counted), or on
+/// `threads` threads that share the `n` operations, and prints the wall time per operation.
+fn spread(n: u64, threads: usize, run: impl Fn(u64, u64) + Sync) {
+    if threads <= 1 {
+        return run(0, n);
     }
+    let per = n / threads as u64;
+    let barrier = Barrier::new(threads + 1);
+    let elapsed: Duration = std::thread::scope(|s| {
+        for t in 0..threads {
+            let (run, barrier) = (&run, &barrier);
+            s.spawn(move || {
+                barrier.wait();
+                run(t as u64, per);
+                barrier.wait();
+            });
+        }
+        barrier.wait();
+        let start = Instant::now();
+        barrier.wait();
+        start.elapsed()
+    });
+    let ops = per * threads as u64;
+    println!(
+        "{threads} threads, {ops} ops: {:.1} ns/op",
+        elapsed.as_nanos() as f64 / ops as f64
+    );
 }
 
 fn usage() -> ! {
-    eprintln!("usage: store_probe (lock-free|blocking|mutex)/(update|get|load|save) N");
+    eprintln!("usage: store_probe (lock-free|blocking|mutex)/(update|get|load|save) N [THREADS]");
     std::process::exit(2)
 }
 
@@ -143,10 +188,15 @@ fn main() {
     let Some((strategy, op)) = name.split_once('/') else {
         usage()
     };
+    let threads = match args.next().map(|t| t.parse::<usize>()) {
+        None => 1,
+        Some(Ok(t)) if t > 0 => t,
+        Some(_) => usage(),
+    };
     match strategy {
-        "lock-free" => ours::<LockFree>(op, n),
-        "blocking" => ours::<Blocking>(op, n),
-        "mutex" => mutex(op, n),
+        "lock-free" => ours::<LockFree>(op, n, threads),
+        "blocking" => ours::<Blocking>(op, n, threads),
+        "mutex" => mutex(op, n, threads),
         _ => usage(),
     }
 }

@@ -90,7 +90,8 @@ unsafe impl Reclaim for seize::LocalGuard<'_> {
         }
         // SAFETY: `ptr` is unreachable from new guards (the caller's contract) and `reclaim`
         // is valid for it.
-        unsafe { seize::Guard::defer_retire(self, ptr.cast_mut(), reclaim::<T>) }
+        unsafe { seize::Guard::defer_retire(self, ptr.cast_mut(), reclaim::<T>) };
+        super::recycle::watch_seize(self);
     }
 }
 

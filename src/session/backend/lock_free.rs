@@ -277,6 +277,9 @@ impl Backend for LockFreeBackend {
 
     #[inline]
     fn write<T>(&self, key: &SessionKey, attempt: impl FnMut() -> Attempt<T>) -> T {
+        // Not inside a guard here: if this thread's replaced records wait on a stalled
+        // reservation (an active thread that is not running), let that thread run first.
+        crate::sync::recycle::relieve();
         self.escalation
             .run(&[stripe(key)], self.progress, attempt)
             .unwrap_or_else(|_| unreachable!("session writes have no budget"))
