@@ -77,6 +77,9 @@ fn ours<S: Strategy>(op: &str, n: u64, threads: usize) {
                         .update(pks[k as usize], |a| a.views += 1)
                         .expect("commits");
                 }
+                "hot" => {
+                    models.update(pks[0], |a| a.views += 1).expect("commits");
+                }
                 "get" => {
                     black_box(models.get(pks[k as usize]).map(|a| a.views));
                 }
@@ -121,6 +124,7 @@ fn mutex(op: &str, n: u64, threads: usize) {
             let k = (i.wrapping_add(t << 20).wrapping_mul(0x9E37_79B9) >> 3) % RECORDS;
             match op {
                 "update" => models.lock().get_mut(&k).expect("present").views += 1,
+                "hot" => models.lock().get_mut(&0).expect("present").views += 1,
                 "get" => {
                     black_box(models.lock().get(&k).map(|a| a.views));
                 }
@@ -175,7 +179,9 @@ fn spread(n: u64, threads: usize, run: impl Fn(u64, u64) + Sync) {
 }
 
 fn usage() -> ! {
-    eprintln!("usage: store_probe (lock-free|blocking|mutex)/(update|get|load|save) N [THREADS]");
+    eprintln!(
+        "usage: store_probe (lock-free|blocking|mutex)/(update|hot|get|load|save) N [THREADS]"
+    );
     std::process::exit(2)
 }
 
