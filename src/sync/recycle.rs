@@ -245,16 +245,14 @@ pub(crate) const SEIZE_STALL: u64 = 16;
 const SEIZE_WATCHES: usize = 16;
 
 /// One thread's watch on one seize collector: the session stores retire each replaced record
-/// to seize directly, and every [`SEIZE_MARK_EVERY`]th retirement also retires a marker that
-/// counts itself reclaimed. Markers sent and not yet reclaimed tell how far this thread's
+/// to seize directly, and every [`SEIZE_MARK_EVERY`]th retirement of the thread also retires a
+/// marker that counts itself reclaimed. Markers sent and not yet reclaimed tell how far this thread's
 /// garbage is behind; seize has no such count of its own.
 #[cfg(not(unlocked_loom))]
 struct SeizeWatch {
     /// The collector's address (a dropped collector reclaims everything retired through it,
     /// markers included, so a later collector at the same address starts even).
     collector: usize,
-    /// Retirements since the last marker.
-    since: u32,
     /// Markers retired so far.
     sent: u64,
     /// Markers reclaimed so far (raised by the markers, on any thread).
@@ -264,12 +262,14 @@ struct SeizeWatch {
 #[cfg(not(unlocked_loom))]
 thread_local! {
     static SEIZE_WATCH: RefCell<Vec<SeizeWatch>> = const { RefCell::new(Vec::new()) };
+    /// Retirements through any seize collector since this thread's last marker.
+    static SEIZE_SINCE: std::cell::Cell<u32> = const { std::cell::Cell::new(0) };
 }
 
-/// Counts a retirement through `guard`'s collector on this thread; every
-/// [`SEIZE_MARK_EVERY`]th also retires a marker, and raises the stall flag ([`relieve`]) when
-/// more than [`SEIZE_STALL`] of this thread's markers wait. Costs a thread-local access per
-/// retirement and a small allocation per marker.
+/// Counts a retirement through a seize collector on this thread; every
+/// [`SEIZE_MARK_EVERY`]th also retires a marker through `guard`'s collector, and raises the
+/// stall flag ([`relieve`]) when more than [`SEIZE_STALL`] of this thread's markers wait there.
+/// Costs a thread-local counter per retirement and a small allocation per marker.
 #[cfg(not(unlocked_loom))]
 #[inline]
 pub(crate) fn watch_seize(guard: &seize::LocalGuard<'_>) {
@@ -280,6 +280,16 @@ pub(crate) fn watch_seize(guard: &seize::LocalGuard<'_>) {
         let count = unsafe { Box::from_raw(ptr) };
         // Relaxed: the count is a hint for when to yield; nothing is read through it.
         count.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    }
+    // The fast path: one thread-local counter for all collectors, so the marker samples the
+    // collectors a thread retires through in proportion to its retirements there.
+    let due = SEIZE_SINCE.try_with(|since| {
+        let n = since.get() + 1;
+        since.set(if n == SEIZE_MARK_EVERY { 0 } else { n });
+        n == SEIZE_MARK_EVERY
+    });
+    if due != Ok(true) {
+        return;
     }
     let collector = std::ptr::from_ref(guard.collector()) as usize;
     let marker = SEIZE_WATCH.try_with(|w| {
@@ -292,7 +302,6 @@ pub(crate) fn watch_seize(guard: &seize::LocalGuard<'_>) {
                 }
                 watches.push(SeizeWatch {
                     collector,
-                    since: 0,
                     sent: 0,
                     reclaimed: Arc::new(std::sync::atomic::AtomicU64::new(0)),
                 });
@@ -300,11 +309,6 @@ pub(crate) fn watch_seize(guard: &seize::LocalGuard<'_>) {
             }
         };
         let watch = &mut watches[at];
-        watch.since += 1;
-        if watch.since < SEIZE_MARK_EVERY {
-            return None;
-        }
-        watch.since = 0;
         watch.sent += 1;
         let waiting = watch.sent
             - watch
