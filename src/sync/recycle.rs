@@ -231,7 +231,8 @@ impl<T> Drop for Limbo<T> {
     }
 }
 
-/// Retirements through one seize collector between two stall markers (see [`watch_seize`]).
+/// A thread's retirements through seize (any collector) between two stall markers (see
+/// [`watch_seize`]).
 pub(crate) const SEIZE_MARK_EVERY: u32 = 16;
 
 /// A thread with more of its stall markers than this waiting in one seize collector asks to
@@ -246,8 +247,8 @@ const SEIZE_WATCHES: usize = 16;
 
 /// One thread's watch on one seize collector: the session stores retire each replaced record
 /// to seize directly, and every [`SEIZE_MARK_EVERY`]th retirement of the thread also retires a
-/// marker that counts itself reclaimed. Markers sent and not yet reclaimed tell how far this thread's
-/// garbage is behind; seize has no such count of its own.
+/// marker that counts itself reclaimed. Markers sent and not yet reclaimed tell how far this
+/// thread's garbage is behind; seize has no such count of its own.
 #[cfg(not(unlocked_loom))]
 struct SeizeWatch {
     /// The collector's address (a dropped collector reclaims everything retired through it,
