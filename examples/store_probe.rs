@@ -2,7 +2,6 @@
 //! per-operation figure on a noisy machine). `ci/store-instructions.sh` runs every operation
 //! at two values of N and prints the difference per operation.
 //!
-//!
 //! With a third argument, T threads share the N operations (each its own keys order, started
 //! together by a barrier) and the probe prints the wall time per operation: with
 //! `/usr/bin/time -f %M` around it, the peak memory too (retired records waiting on a stalled
