@@ -36,6 +36,7 @@
 //! request loop on a tokio runtime against one Redis and one PostgreSQL, and the parent checks
 //! the stores against the increments every worker acknowledged.
 
+mod alloc;
 mod locks;
 #[cfg(all(feature = "redis", feature = "postgres"))]
 mod remote;
@@ -59,6 +60,11 @@ use unlocked::model::{Model, ModelStore};
 use unlocked::session::{ConflictPolicy, Session, SessionStore};
 use unlocked::template::{FileSystemLoader, MiniJinja, TemplateCache};
 use unlocked::{Blocking, LockFree, Strategy};
+
+/// mimalloc unless `UNLOCKED_WORKLOAD_ALLOCATOR=system` (see `alloc.rs`: on glibc the workload
+/// measured glibc's arena lock more than the strategies).
+#[global_allocator]
+static GLOBAL: alloc::WorkloadAlloc = alloc::WorkloadAlloc;
 
 #[derive(Parser, Debug, Serialize)]
 #[command(
@@ -920,6 +926,11 @@ fn main() -> ExitCode {
         "request: load session, read or update a record, render a page (extends + 2 includes), \
          bump the session's hits, save"
     );
+    println!(
+        "allocator: {} (set {}=system or =mimalloc to choose)",
+        alloc::name(),
+        alloc::VARIABLE
+    );
     println!();
     let outcomes: Vec<Outcome> = configs.iter().map(|c| c.run(&setup)).collect();
     print_table(&outcomes);
@@ -938,6 +949,7 @@ fn main() -> ExitCode {
         let report = json!({
             "threads": threads,
             "available_parallelism": thread::available_parallelism().map_or(0, |n| n.get()),
+            "allocator": alloc::name(),
             "args": &args,
             "configurations": &outcomes,
             "lock_levels": &lock_outcomes,
