@@ -38,10 +38,15 @@ fn main() {
          {{% include \"nav.html\" %}}<main>{{% block body %}}{{% endblock %}}</main>{}</body></html>",
         "<!-- padding: the layout's static markup -->".repeat(12)
     );
-    let nav = "<nav>{% for i in range(8) %}<a href=\"/p/{{ i }}\">item {{ i }}</a>{% endfor %}</nav>";
+    let nav =
+        "<nav>{% for i in range(8) %}<a href=\"/p/{{ i }}\">item {{ i }}</a>{% endfor %}</nav>";
     let page = "{% extends \"base.html\" %}{% block title %}Hi {{ name }}{% endblock %}\
                 {% block body %}<p>Hello {{ name }} #{{ n }}</p>{% endblock %}";
-    for (name, source) in [("base.html", base.as_str()), ("nav.html", nav), ("page.html", page)] {
+    for (name, source) in [
+        ("base.html", base.as_str()),
+        ("nav.html", nav),
+        ("page.html", page),
+    ] {
         std::fs::write(dir.path().join(name), source).expect("write the template");
     }
     let mut env = minijinja::Environment::new();

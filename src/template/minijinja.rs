@@ -241,13 +241,13 @@ impl Engine for MiniJinja {
                             .fetch_max(out.len().min(OUTPUT_HINT_MAX), Ordering::Relaxed);
                     }
                 })
-            .map_err(|e| {
-                if !requested.is_empty() && not_found_in_chain(&e) {
-                    RenderFailure::MissingDependency(requested)
-                } else {
-                    RenderFailure::Failed(e)
-                }
-            })
+                .map_err(|e| {
+                    if !requested.is_empty() && not_found_in_chain(&e) {
+                        RenderFailure::MissingDependency(requested)
+                    } else {
+                        RenderFailure::Failed(e)
+                    }
+                })
         })
     }
 }
@@ -333,7 +333,12 @@ mod tests {
             .expect("compiles");
         let render = |n: u64| {
             engine
-                .render(&generation, "t.html", &compiled, &serde_json::json!({ "n": n }))
+                .render(
+                    &generation,
+                    "t.html",
+                    &compiled,
+                    &serde_json::json!({ "n": n }),
+                )
                 .expect("renders")
         };
         let expected = |n: u64| (0..n).map(|i| format!("é{i},")).collect::<String>();
