@@ -7,6 +7,9 @@ use serde::de::{Deserialize, Deserializer, MapAccess, Visitor};
 use serde::ser::{Serialize, SerializeMap, Serializer};
 use serde_json::{Map, Value};
 
+/// Up to this many keys, a lookup scans instead of bisecting (see [`SessionData::find`]).
+const LINEAR_FIND_MAX: usize = 8;
+
 /// One key and its value. Immutable once built: versions of a session (and the change log
 /// of a request, which replays it on a merge) share it by `Arc`.
 pub(crate) struct Entry {
@@ -74,6 +77,20 @@ impl SessionData {
 
     #[inline]
     fn find(&self, key: &str) -> Result<usize, usize> {
+        if self.entries.len() <= LINEAR_FIND_MAX {
+            // A typical session holds a handful of keys: a scan that compares lengths first
+            // skips most entries without a byte comparison, where a binary search calls
+            // `memcmp` at every probe (callgrind: 57 of a load's 495 instructions were three
+            // such calls for one `get`). Absent keys fall through for the insertion point.
+            let bytes = key.as_bytes();
+            if let Some(i) = self
+                .entries
+                .iter()
+                .position(|e| e.key.len() == bytes.len() && e.key.as_bytes() == bytes)
+            {
+                return Ok(i);
+            }
+        }
         self.entries.binary_search_by(|e| (*e.key).cmp(key))
     }
 
@@ -438,5 +455,36 @@ mod tests {
         );
         assert!(serde_json::from_str::<SessionData>("[1]").is_err());
         assert!(serde_json::from_str::<SessionData>("null").is_err());
+    }
+
+    #[cfg(not(miri))]
+    proptest::proptest! {
+        /// Lookups agree with a `BTreeMap` on both sides of the scan/bisect threshold, with
+        /// many keys of one length (so the scan's length check passes and bytes decide).
+        #[test]
+        fn lookups_agree_with_a_btreemap(
+            ops in proptest::collection::vec(
+                (0_u8..3, proptest::sample::select(vec![
+                    "a", "b", "ab", "ba", "aa", "bb", "abc", "abd", "bcd", "", "é", "e", "zz", "az",
+                ]), 0_i64..100),
+                0..60,
+            ),
+        ) {
+            let mut ours = SessionData::new();
+            let mut model = std::collections::BTreeMap::new();
+            for (op, key, n) in ops {
+                match op {
+                    0 => {
+                        proptest::prop_assert_eq!(ours.insert(key, n), model.insert(key, json!(n)));
+                    }
+                    1 => proptest::prop_assert_eq!(ours.remove(key), model.remove(key)),
+                    _ => proptest::prop_assert_eq!(ours.contains_key(key), model.contains_key(key)),
+                }
+                for probe in ["a", "b", "ab", "ba", "aa", "bb", "abc", "abd", "bcd", "", "é", "zz", "q"] {
+                    proptest::prop_assert_eq!(ours.get(probe), model.get(probe));
+                }
+                proptest::prop_assert!(ours.keys().eq(model.keys().copied()));
+            }
+        }
     }
 }

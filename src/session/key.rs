@@ -72,11 +72,19 @@ impl SessionKey {
     /// unknown and starts a fresh session.
     pub fn parse(key: &str) -> Result<SessionKey, InvalidSessionKey> {
         let bytes = key.as_bytes();
+        let valid = |b: &u8| b.is_ascii_lowercase() || b.is_ascii_digit();
+        // Fast path, every key this crate issued: a fixed-length check that compiles to a few
+        // vector instructions (callgrind: 60 instructions per parse before, most of a load's
+        // key handling). Anything else takes the checks below, which name the broken rule.
+        if let Ok(fixed) = <&[u8; KEY_LEN]>::try_from(bytes) {
+            if fixed.iter().fold(true, |ok, b| ok & valid(b)) {
+                return Ok(SessionKey(*fixed));
+            }
+        }
         if bytes.len() < MIN_KEY_LEN {
             return Err(InvalidSessionKey::TooShort { len: bytes.len() });
         }
         // One pass without early exit (vectorises), then the position only on failure.
-        let valid = |b: &u8| b.is_ascii_lowercase() || b.is_ascii_digit();
         if !bytes.iter().fold(true, |ok, b| ok & valid(b)) {
             let index = bytes.iter().position(|b| !valid(b)).unwrap_or_default();
             return Err(InvalidSessionKey::BadCharacter { index });
