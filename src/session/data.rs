@@ -155,9 +155,10 @@ impl SessionData {
         }
     }
 
-    /// Sets `key` to `value` and returns the shared entry (for a change log).
-    pub(crate) fn set_shared(&mut self, key: &str, value: Value) -> Arc<Entry> {
-        let i = match self.find(key) {
+    /// Sets `key` to `value`; returns the key's index (for [`key_at`](Self::key_at) and
+    /// [`value_at`](Self::value_at)).
+    pub(crate) fn set_index(&mut self, key: &str, value: Value) -> usize {
+        match self.find(key) {
             Ok(i) => {
                 let key = Arc::clone(&self.entries[i].key);
                 self.entries[i] = Arc::new(Entry { key, value });
@@ -168,7 +169,22 @@ impl SessionData {
                 self.entries.insert(i, Arc::new(Entry { key, value }));
                 i
             }
-        };
+        }
+    }
+
+    /// The key at index `i` (from [`set_index`](Self::set_index)).
+    pub(crate) fn key_at(&self, i: usize) -> &Arc<str> {
+        &self.entries[i].key
+    }
+
+    /// The value at index `i` (from [`set_index`](Self::set_index)).
+    pub(crate) fn value_at(&self, i: usize) -> &Value {
+        &self.entries[i].value
+    }
+
+    /// Sets `key` to `value` and returns the shared entry (for a change log).
+    pub(crate) fn set_shared(&mut self, key: &str, value: Value) -> Arc<Entry> {
+        let i = self.set_index(key, value);
         Arc::clone(&self.entries[i])
     }
 

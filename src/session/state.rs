@@ -169,9 +169,12 @@ impl State {
         // Computed before the copy-on-write, so a panic leaves the handle as it was.
         let new = run_update(key, &f, self.read().get(key))?;
         self.modified = true;
-        let entry = self.write().set_shared(key, new);
-        self.log.push(Op::Update(Arc::clone(&entry.key), f));
-        Ok(self.view().get(key).expect("just set"))
+        let i = self.write().set_index(key, new);
+        // By index, not through `set_shared`'s returned entry: no `Arc<Entry>` clone and
+        // drop (two atomic read-modify-writes) and no second lookup.
+        let key = Arc::clone(self.view().key_at(i));
+        self.log.push(Op::Update(key, f));
+        Ok(self.view().value_at(i))
     }
 
     pub(crate) fn clear(&mut self) {
