@@ -10,7 +10,7 @@ cargo build --profile "$profile" --example template_probe -q
 dir=$profile; [ "$profile" = bench ] && dir=release
 bin=target/$dir/examples/template_probe
 paths=("$@")
-[ ${#paths[@]} -gt 0 ] || paths=(reader cache_render temporary_reader)
+[ ${#paths[@]} -gt 0 ] || paths=(reader cache_render temporary_reader minijinja reader_page minijinja_page)
 count() { valgrind --tool=callgrind --callgrind-out-file=/dev/null "$bin" "$1" "$2" 2>&1 | grep -oP 'Collected : \K[0-9]+'; }
 printf '%-18s %s\n' path instructions/render
 for p in "${paths[@]}"; do

@@ -29,8 +29,8 @@ impl Entry {
 /// Every stored version of a session is immutable, so a save builds the next version from the
 /// last one. To keep that cheap, entries are shared between versions: copying a session's data
 /// copies one pointer per key (and bumps its reference count), never a key or a value, and a
-/// change allocates only the entry it changes. Lookups are a binary search over the sorted
-/// keys. Iteration is in key order (byte order of the keys), as a `serde_json::Map` without
+/// change allocates only the entry it changes. Lookups scan a session of up to 8 keys (lengths
+/// first, then bytes) and bisect the sorted keys of a larger one. Iteration is in key order (byte order of the keys), as a `serde_json::Map` without
 /// `preserve_order` iterates.
 ///
 /// It converts to and from `serde_json::Map<String, Value>` and (de)serializes as a JSON
