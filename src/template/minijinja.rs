@@ -126,11 +126,14 @@ impl fmt::Debug for MiniJinjaGeneration {
 #[derive(Debug)]
 pub struct MiniJinjaTemplate {
     id: u64,
-    /// The longest output this template has rendered (at most [`OUTPUT_HINT_MAX`]): the next
-    /// render starts its buffer at that capacity. minijinja's own guess is twice the template's
-    /// literal text, which misses everything a template `extends` and `include`s, so a page
-    /// grew through several `realloc`s, each a copy and (on glibc) a trip through the arena
-    /// lock. Relaxed: a size guess publishes no data; a stale one only costs a `realloc`.
+    /// The size the next render's output buffer starts at: the longest recent output of this
+    /// template (at most [`OUTPUT_HINT_MAX`]). It rises to any longer output and falls to an
+    /// output under half of it (less [`SHRINK_SLACK`]), so it is written only when the output
+    /// size changes that much, not on every render of a hot template. minijinja's own guess is twice the
+    /// template's literal text, which misses everything a template `extends` and `include`s,
+    /// so a page grew through several `realloc`s, each a copy and (on glibc) a trip through
+    /// the arena lock. Relaxed: a size guess publishes no data; a stale one only costs a
+    /// `realloc` or a [`shrink_to_fit`](String::shrink_to_fit).
     output_hint: AtomicUsize,
 }
 
@@ -145,6 +148,10 @@ const OUTPUT_HINT_MAX: usize = 64 * 1024;
 /// the sized path costs about 550 instructions more on a 25-byte page and saves about 700 on a
 /// 1 KiB page that `extends` a base, before counting what a `realloc` costs under contention.
 const PRESIZE_FROM: usize = 256;
+
+/// A rendered page whose buffer exceeds twice its length by more than this is shrunk before
+/// it is returned (one copy, only on the render that lowers the hint).
+const SHRINK_SLACK: usize = 1024;
 
 static NEXT_ID: AtomicU64 = AtomicU64::new(1);
 
@@ -234,12 +241,24 @@ impl Engine for MiniJinja {
             });
             let requested = recording.finish();
             result
-                .inspect(|out| {
-                    if out.len() > hint {
+                .map(|mut out| {
+                    let len = out.len();
+                    if len > hint {
                         compiled
                             .output_hint
-                            .fetch_max(out.len().min(OUTPUT_HINT_MAX), Ordering::Relaxed);
+                            .fetch_max(len.min(OUTPUT_HINT_MAX), Ordering::Relaxed);
+                    } else if 2 * len + SHRINK_SLACK < hint {
+                        // Much shorter than the hint: lower it, so the shrink below happens
+                        // once, not on every render of a template whose pages got smaller.
+                        compiled.output_hint.store(len, Ordering::Relaxed);
                     }
+                    // The caller may hold the page a while (a response queued for a slow
+                    // client): do not hand out a buffer mostly empty because of a larger
+                    // earlier render.
+                    if out.capacity() > 2 * len + SHRINK_SLACK {
+                        out.shrink_to_fit();
+                    }
+                    out
                 })
                 .map_err(|e| {
                     if !requested.is_empty() && not_found_in_chain(&e) {
@@ -354,9 +373,14 @@ mod tests {
         let again = render(200);
         assert_eq!(again, expected(200));
         assert!(again.capacity() >= again.len());
-        // A shorter render does not lower the hint, and renders right from the big buffer.
-        assert_eq!(render(5), expected(5));
+        // A somewhat shorter render leaves the hint alone (no shared write)...
+        assert_eq!(render(150), expected(150));
         assert_eq!(hint(), expected(200).len());
+        // ...a much shorter one lowers it, and its page does not keep the big buffer.
+        let small = render(5);
+        assert_eq!(small, expected(5));
+        assert_eq!(hint(), expected(5).len());
+        assert!(small.capacity() <= 2 * small.len() + SHRINK_SLACK);
         if cfg!(miri) {
             return; // the 64 KiB render below takes minutes under miri
         }
@@ -366,5 +390,10 @@ mod tests {
         assert_eq!(render(20_000), huge);
         assert_eq!(hint(), OUTPUT_HINT_MAX);
         assert_eq!(render(20_000), huge);
+        // After the huge render, a 1 KiB one gets a page sized to itself, not 64 KiB.
+        let after = render(200);
+        assert_eq!(after, expected(200));
+        assert!(after.capacity() <= 2 * after.len() + SHRINK_SLACK);
+        assert_eq!(hint(), expected(200).len());
     }
 }
