@@ -17,4 +17,12 @@ echo "--- track bench, quick mode"
 cargo bench --bench track -- --quick --noplot
 echo "--- workload example, 0.5 s per configuration"
 cargo run --profile bench --example workload -- --seconds 0.5 --lock-millis 100
+# The example's allocator switch (examples/workload/alloc.rs): the platform's malloc for the
+# whole process, and the header must say so.
+echo "--- workload example on the system allocator, 0.2 s, two configurations"
+out=$(UNLOCKED_WORKLOAD_ALLOCATOR=system cargo run -q --profile bench --example workload -- \
+  --seconds 0.2 --lock-millis 0 --config lock-free,blocking)
+echo "$out"
+grep -q '^allocator: system' <<<"$out" \
+  || { echo "error: UNLOCKED_WORKLOAD_ALLOCATOR=system did not select the system allocator" >&2; exit 1; }
 echo "--- bench-quick.sh took $((SECONDS - start)) s"
