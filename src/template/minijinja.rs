@@ -243,7 +243,9 @@ impl Engine for MiniJinja {
             result
                 .map(|mut out| {
                     let len = out.len();
-                    if len > hint {
+                    if len > hint && hint < OUTPUT_HINT_MAX {
+                        // (At the cap, no write at all: a read-modify-write would take the
+                        // line from the other cores on every render of a huge page.)
                         compiled
                             .output_hint
                             .fetch_max(len.min(OUTPUT_HINT_MAX), Ordering::Relaxed);
@@ -254,8 +256,9 @@ impl Engine for MiniJinja {
                     }
                     // The caller may hold the page a while (a response queued for a slow
                     // client): do not hand out a buffer mostly empty because of a larger
-                    // earlier render.
-                    if out.capacity() > 2 * len + SHRINK_SLACK {
+                    // earlier render. (The plain path's buffer is minijinja's own sizing, as
+                    // before the hint existed.)
+                    if hint >= PRESIZE_FROM && out.capacity() > 2 * len + SHRINK_SLACK {
                         out.shrink_to_fit();
                     }
                     out
