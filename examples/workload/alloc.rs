@@ -24,7 +24,7 @@ const SYSTEM: u8 = 2;
 static CHOICE: AtomicU8 = AtomicU8::new(UNDECIDED);
 
 /// The environment variable that picks the allocator (`system` or `mimalloc`).
-pub const VARIABLE: &str = "UNLOCKED_WORKLOAD_ALLOCATOR";
+pub const VARIABLE: &std::ffi::CStr = c"UNLOCKED_WORKLOAD_ALLOCATOR";
 
 /// The process's global allocator (see the module docs).
 pub struct WorkloadAlloc;
@@ -53,10 +53,10 @@ fn decide() -> u8 {
 fn system_requested() -> bool {
     // getenv reads the environment in place: no allocation, so no recursion into this
     // allocator before it has decided.
-    // SAFETY: the name is a NUL-terminated literal; nothing in this process calls `setenv`
+    // SAFETY: the name is a NUL-terminated C string literal; nothing in this process calls `setenv`
     // (the example never changes its environment), so the returned pointer, when not null,
     // is a NUL-terminated string that stays valid while it is read here.
-    let value = unsafe { libc::getenv(c"UNLOCKED_WORKLOAD_ALLOCATOR".as_ptr()) };
+    let value = unsafe { libc::getenv(VARIABLE.as_ptr()) };
     if value.is_null() {
         return false;
     }

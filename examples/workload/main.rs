@@ -929,7 +929,7 @@ fn main() -> ExitCode {
     println!(
         "allocator: {} (set {}=system or =mimalloc to choose)",
         alloc::name(),
-        alloc::VARIABLE
+        alloc::VARIABLE.to_string_lossy()
     );
     println!();
     let outcomes: Vec<Outcome> = configs.iter().map(|c| c.run(&setup)).collect();
