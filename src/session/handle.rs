@@ -208,6 +208,7 @@ impl<S: Strategy, R: Deref<Target = SessionStore<S>>> Session<'_, S, R> {
     }
 
     /// The value under `key` (Django's `get`).
+    #[inline]
     pub fn get(&self, key: &str) -> Option<&Value> {
         self.state.read().get(key)
     }

@@ -498,6 +498,8 @@ impl RedisSessionStore {
         now: Stamp,
         mut next_key: impl FnMut() -> SessionKey + Send,
     ) -> Result<Arc<Record>, StoreError> {
+        let mut data = data;
+        data.settle();
         let mut record = Record {
             key: next_key(),
             expires_at: expires_stamp(expiry, now, self.inner.default_age),

@@ -174,6 +174,8 @@ impl SaveInput<'_> {
             replay(self.log, &mut d, &mut e)?;
             (d, e)
         };
+        let mut data = data;
+        data.settle();
         Ok(Next {
             record: Record {
                 key: self.key,

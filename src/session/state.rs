@@ -90,6 +90,7 @@ impl State {
         }
     }
 
+    #[inline]
     pub(crate) fn view(&self) -> &SessionData {
         match (&self.data, &self.base) {
             (Some(d), _) => d,
@@ -98,6 +99,7 @@ impl State {
         }
     }
 
+    #[inline]
     pub(crate) fn read(&self) -> &SessionData {
         self.accessed.set(true);
         self.view()
@@ -105,15 +107,13 @@ impl State {
 
     fn write(&mut self) -> &mut SessionData {
         self.accessed.set(true);
-        if self.data.is_none() {
-            self.data = Some(
-                self.base
-                    .as_ref()
-                    .map(|b| b.data.clone())
-                    .unwrap_or_default(),
-            );
-        }
-        self.data.get_or_insert_with(SessionData::new)
+        Self::own(&mut self.data, self.base.as_deref())
+    }
+
+    /// The handle's own data, copied from `base`'s on first write (by field, so that a
+    /// caller can borrow the data and the log at once).
+    fn own<'a>(data: &'a mut Option<SessionData>, base: Option<&Record>) -> &'a mut SessionData {
+        data.get_or_insert_with(|| base.map(|b| b.data.clone()).unwrap_or_default())
     }
 
     /// Records a change that fully determines its key's value: earlier changes of that key
@@ -169,12 +169,12 @@ impl State {
         // Computed before the copy-on-write, so a panic leaves the handle as it was.
         let new = run_update(key, &f, self.read().get(key))?;
         self.modified = true;
-        let i = self.write().set_index(key, new);
-        // By index, not through `set_shared`'s returned entry: no `Arc<Entry>` clone and
+        self.accessed.set(true);
+        // Borrowed, not through `set_shared`'s returned entry: no `Arc<Entry>` clone and
         // drop (two atomic read-modify-writes) and no second lookup.
-        let key = Arc::clone(self.view().key_at(i));
-        self.log.push(Op::Update(key, f));
-        Ok(self.view().value_at(i))
+        let entry = Self::own(&mut self.data, self.base.as_deref()).set_ref(key, new);
+        self.log.push(Op::Update(Arc::clone(&entry.key), f));
+        Ok(&entry.value)
     }
 
     pub(crate) fn clear(&mut self) {

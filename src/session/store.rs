@@ -403,6 +403,8 @@ impl<S: Strategy> SessionStore<S> {
             }
         }
         let mut reserved = Reserved(Some(self));
+        let mut data = data;
+        data.settle();
         let mut record = Arc::new(Record {
             key: next_key(),
             expires_at: expires_stamp(expiry, now, self.config.default_age),
