@@ -56,6 +56,8 @@ fn ours<S: Strategy>(op: &str, n: u64, threads: usize) {
         .map(|i| models.insert(article(i)).pk())
         .collect();
     let sessions = SessionStore::<S>::new();
+    // `save16`: the sessions carry 12 more keys (16 in all), for what a save costs by size.
+    let extra = if op == "save16" { 12 } else { 0 };
     let cookies: Vec<String> = (0..RECORDS)
         .map(|i| {
             let mut s = sessions.load(None);
@@ -63,6 +65,9 @@ fn ours<S: Strategy>(op: &str, n: u64, threads: usize) {
             s.insert("hits", 0);
             s.insert("cart", json!([1, 2, 3]));
             s.insert("theme", "dark");
+            for k in 0..extra {
+                s.insert(format!("pref_{k:02}"), k);
+            }
             s.save().expect("fresh session saves");
             s.session_key().expect("saved").to_string()
         })
@@ -86,7 +91,7 @@ fn ours<S: Strategy>(op: &str, n: u64, threads: usize) {
                     let s = sessions.load(Some(&cookies[k as usize]));
                     black_box(s.get("hits").and_then(Value::as_u64));
                 }
-                "save" => {
+                "save" | "save16" => {
                     let mut s = sessions.load(Some(&cookies[k as usize]));
                     s.update("hits", incr).expect("no panic");
                     s.save().expect("saves");
@@ -135,7 +140,7 @@ fn mutex(op: &str, n: u64, threads: usize) {
                         .and_then(|d| d.get("hits").cloned());
                     black_box(v.and_then(|v| v.as_u64()));
                 }
-                "save" => {
+                "save" | "save16" => {
                     let mut map = sessions.lock();
                     let data = map.get_mut(&cookies[k as usize]).expect("present");
                     let hits = incr(data.get("hits"));
@@ -179,7 +184,8 @@ fn spread(n: u64, threads: usize, run: impl Fn(u64, u64) + Sync) {
 
 fn usage() -> ! {
     eprintln!(
-        "usage: store_probe (lock-free|blocking|mutex)/(update|hot|get|load|save) N [THREADS]"
+        "usage: store_probe (lock-free|blocking|mutex)/(update|hot|get|load|save|save16) N [THREADS]\n\
+         (save16: lock-free and blocking only)"
     );
     std::process::exit(2)
 }

@@ -5,6 +5,7 @@ use std::fmt;
 use std::slice;
 use std::sync::Arc;
 
+use compact_str::CompactString;
 use serde::de::{Deserialize, Deserializer, MapAccess, Visitor};
 use serde::ser::{Serialize, SerializeMap, Serializer};
 use serde_json::{Map, Value};
@@ -24,7 +25,10 @@ const OVERLAY_MIN: usize = 2;
 /// One key and its value. Immutable once built: versions of a session (and the change log
 /// of a request, which replays it on a merge) share it by `Arc`.
 pub(crate) struct Entry {
-    pub(crate) key: Arc<str>,
+    /// Inline up to 24 bytes: copying a key (into the next entry of that key, into a change
+    /// log) is then a plain copy, where an `Arc<str>` costs an atomic increment and, later, a
+    /// decrement (four of a session save's read-modify-writes).
+    pub(crate) key: CompactString,
     pub(crate) value: Value,
 }
 
@@ -77,10 +81,10 @@ fn find_key<T>(items: &[T], key: &str, key_of: impl Fn(&T) -> &str) -> Option<us
 /// The index of `key` in `items`, or where it would go: for a write.
 #[inline]
 fn find_slot<T>(items: &[T], key: &str, key_of: impl Fn(&T) -> &str) -> Result<usize, usize> {
-    if items.len() <= LINEAR_FIND_MAX
-        && let Some(i) = find_key(items, key, &key_of)
-    {
-        return Ok(i);
+    if items.len() <= LINEAR_FIND_MAX {
+        if let Some(i) = find_key(items, key, &key_of) {
+            return Ok(i);
+        }
     }
     // Absent keys (and large sessions) bisect for the insertion point.
     items.binary_search_by(|e| key_of(e).cmp(key))
@@ -332,9 +336,9 @@ impl SessionData {
     #[inline]
     fn put_value(&mut self, spot: Spot, key: &str, value: Value) -> (usize, Option<Slot>) {
         let key = match spot {
-            Spot::Overlay(i) => Arc::clone(&self.overlay[i].entry.key),
-            Spot::Base { base, .. } => Arc::clone(&self.base()[base].key),
-            Spot::Absent { .. } => Arc::from(key),
+            Spot::Overlay(i) => self.overlay[i].entry.key.clone(),
+            Spot::Base { base, .. } => self.base()[base].key.clone(),
+            Spot::Absent { .. } => CompactString::from(key),
         };
         self.put(spot, Arc::new(Entry { key, value }))
     }
@@ -641,7 +645,7 @@ impl<K: AsRef<str>, V: Into<Value>> FromIterator<(K, V)> for SessionData {
             iter.into_iter()
                 .map(|(k, v)| {
                     Arc::new(Entry {
-                        key: Arc::from(k.as_ref()),
+                        key: CompactString::from(k.as_ref()),
                         value: v.into(),
                     })
                 })
@@ -666,7 +670,7 @@ impl From<Map<String, Value>> for SessionData {
             map.into_iter()
                 .map(|(k, value)| {
                     Arc::new(Entry {
-                        key: Arc::from(k),
+                        key: CompactString::from(k),
                         value,
                     })
                 })
@@ -683,8 +687,8 @@ impl From<SessionData> for Map<String, Value> {
         entries
             .into_iter()
             .map(|e| match Arc::try_unwrap(e) {
-                Ok(e) => (String::from(&*e.key), e.value),
-                Err(shared) => (String::from(&*shared.key), shared.value.clone()),
+                Ok(e) => (e.key.into_string(), e.value),
+                Err(shared) => (String::from(shared.key.as_str()), shared.value.clone()),
             })
             .collect()
     }
@@ -713,7 +717,7 @@ impl<'de> Deserialize<'de> for SessionData {
                 // A repeated key: the last one wins, as in `serde_json::Map`.
                 while let Some((k, value)) = access.next_entry::<String, Value>()? {
                     entries.push(Arc::new(Entry {
-                        key: Arc::from(k),
+                        key: CompactString::from(k),
                         value,
                     }));
                 }
@@ -921,7 +925,7 @@ mod tests {
                     0 | 1 => proptest::prop_assert_eq!(ours.insert(&key, n), model.insert(key, json!(n))),
                     2 => proptest::prop_assert_eq!(ours.remove(&key), model.remove(&key)),
                     3 => {
-                        ours.set_entry(Arc::new(Entry { key: Arc::from(key.as_str()), value: json!(n) }));
+                        ours.set_entry(Arc::new(Entry { key: CompactString::from(key.as_str()), value: json!(n) }));
                         model.insert(key, json!(n));
                     }
                     4 => {

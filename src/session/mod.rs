@@ -12,8 +12,9 @@
 //!   [`LockFree`](crate::LockFree) (papaya's concurrent map of per-session cells; reads take
 //!   no lock, a save is one compare-and-swap) or [`Blocking`](crate::Blocking) (a `HashMap`
 //!   under this module's lock).
-//! * [`SessionData`]: a session's values, shared entry by entry between versions, so a save
-//!   copies one pointer per key, never a key or a value.
+//! * [`SessionData`]: a session's values, as a base shared between versions and a short
+//!   overlay of the keys changed since, so a save copies two or three pointers whatever the
+//!   session's size, never a key or a value.
 //! * [`Session`]: one request's handle: `get`, `insert`, `remove`, `setdefault`, `contains`,
 //!   `keys`, `clear`, `flush`, `cycle_key`, `is_empty`, the `modified`/`accessed` flags and
 //!   the expiry calls, all as Django defines them.

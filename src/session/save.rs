@@ -10,6 +10,7 @@ use std::any::Any;
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::Arc;
 
+use compact_str::CompactString;
 use serde_json::Value;
 use smallvec::SmallVec;
 
@@ -29,8 +30,8 @@ pub(crate) type UpdateFn = Box<dyn Fn(Option<&Value>) -> Value + Send + Sync>;
 pub(crate) enum Op {
     /// Set a key to a value: the very entry the request's data holds (shared, not copied).
     Set(Arc<Entry>),
-    Remove(Arc<str>),
-    Update(Arc<str>, UpdateFn),
+    Remove(CompactString),
+    Update(CompactString, UpdateFn),
     Clear,
     SetExpiry(Option<Expiry>),
 }

@@ -149,7 +149,7 @@ impl State {
         }
         self.modified = true;
         let entry = self.write().take_entry(key)?;
-        self.log_overwrite(Op::Remove(Arc::clone(&entry.key)));
+        self.log_overwrite(Op::Remove(entry.key.clone()));
         Some(Entry::into_value(entry))
     }
 
@@ -158,7 +158,7 @@ impl State {
             self.modified = true;
             let entry = self.write().set_shared(key, default.clone());
             let f: UpdateFn = Box::new(move |old| old.cloned().unwrap_or_else(|| default.clone()));
-            self.log.push(Op::Update(Arc::clone(&entry.key), f));
+            self.log.push(Op::Update(entry.key.clone(), f));
         }
         self.view()
             .get(key)
@@ -173,7 +173,7 @@ impl State {
         // Borrowed, not through `set_shared`'s returned entry: no `Arc<Entry>` clone and
         // drop (two atomic read-modify-writes) and no second lookup.
         let entry = Self::own(&mut self.data, self.base.as_deref()).set_ref(key, new);
-        self.log.push(Op::Update(Arc::clone(&entry.key), f));
+        self.log.push(Op::Update(entry.key.clone(), f));
         Ok(&entry.value)
     }
 
