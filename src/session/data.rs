@@ -277,7 +277,7 @@ impl SessionData {
     /// the keys into a new base (a new session's keys all start in the overlay), so that the
     /// copies later requests make of this version bump one count per overlay entry only for
     /// the few keys changed since.
-    pub(crate) fn settle(&mut self) {
+    pub(crate) fn compact_for_storage(&mut self) {
         if self.overlay.len() * 2 >= self.len {
             self.compact();
         }
@@ -763,7 +763,7 @@ mod tests {
     }
 
     #[test]
-    fn the_overlay_is_folded_when_full_and_when_settled() {
+    fn the_overlay_is_folded_when_full_and_before_storage() {
         let mut d: SessionData = (0..4).map(|i| (format!("k{i}"), i)).collect();
         let stored = d.clone();
         d.set("k1", 10);
@@ -793,15 +793,15 @@ mod tests {
             Some(&json!(1)),
             "the stored version is untouched"
         );
-        // Half of the keys or more in the overlay: settled into a base.
+        // Half of the keys or more in the overlay: folded before it is stored.
         let mut fresh = SessionData::new();
         fresh.set("a", 1);
-        fresh.settle();
+        fresh.compact_for_storage();
         assert!(fresh.overlay.is_empty());
         assert_eq!(fresh.get("a"), Some(&json!(1)));
         let mut one_change = stored.clone();
         one_change.set("k0", 0);
-        one_change.settle();
+        one_change.compact_for_storage();
         assert_eq!(
             one_change.overlay.len(),
             1,
@@ -887,8 +887,9 @@ mod tests {
 
         /// The base and overlay agree with a `BTreeMap` through every kind of write, across
         /// copies (a copy is a stored version: later writes to either side must not show in
-        /// the other), folds and settles, with enough keys for the overlay's limit to grow
-        /// past its minimum; iteration agrees from both ends and mixed.
+        /// the other) and folds (when full, and before storage), with enough keys for the
+        /// overlay's limit to grow past its minimum; iteration agrees from both ends and
+        /// mixed.
         #[test]
         fn versions_agree_with_a_btreemap(
             ops in proptest::collection::vec((0_u8..9, 0_usize..48, 0_i64..1000), 0..300),
@@ -940,7 +941,7 @@ mod tests {
                     }
                     5 => {
                         // Store this version; keep writing to a copy of it.
-                        ours.settle();
+                        ours.compact_for_storage();
                         stored.push((ours.clone(), model.clone()));
                     }
                     6 => proptest::prop_assert_eq!(ours.discard(&key), model.remove(&key).is_some()),

@@ -493,13 +493,12 @@ impl RedisSessionStore {
     /// whose framework picks the session id).
     pub(crate) async fn insert_new_keyed(
         &self,
-        data: SessionData,
+        mut data: SessionData,
         expiry: Option<Expiry>,
         now: Stamp,
         mut next_key: impl FnMut() -> SessionKey + Send,
     ) -> Result<Arc<Record>, StoreError> {
-        let mut data = data;
-        data.settle();
+        data.compact_for_storage();
         let mut record = Record {
             key: next_key(),
             expires_at: expires_stamp(expiry, now, self.inner.default_age),

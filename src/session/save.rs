@@ -158,7 +158,7 @@ impl SaveInput<'_> {
             return Err(SaveError::Gone { key: self.key });
         }
         let mine = is_base || self.policy == ConflictPolicy::LastWriterWins;
-        let (data, expiry) = if mine {
+        let (mut data, expiry) = if mine {
             let d = match self.data.take() {
                 Some(d) => d,
                 None => self.base.data.clone(),
@@ -175,8 +175,8 @@ impl SaveInput<'_> {
             replay(self.log, &mut d, &mut e)?;
             (d, e)
         };
-        let mut data = data;
-        data.settle();
+        // Stored as a version: later requests copy it.
+        data.compact_for_storage();
         Ok(Next {
             record: Record {
                 key: self.key,

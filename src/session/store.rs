@@ -384,7 +384,7 @@ impl<S: Strategy> SessionStore<S> {
     /// whose framework picks the session id).
     pub(crate) fn insert_new_keyed(
         &self,
-        data: SessionData,
+        mut data: SessionData,
         expiry: Option<Expiry>,
         now: Stamp,
         unbounded: bool,
@@ -403,8 +403,7 @@ impl<S: Strategy> SessionStore<S> {
             }
         }
         let mut reserved = Reserved(Some(self));
-        let mut data = data;
-        data.settle();
+        data.compact_for_storage();
         let mut record = Arc::new(Record {
             key: next_key(),
             expires_at: expires_stamp(expiry, now, self.config.default_age),
