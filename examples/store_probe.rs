@@ -140,7 +140,7 @@ fn mutex(op: &str, n: u64, threads: usize) {
                         .and_then(|d| d.get("hits").cloned());
                     black_box(v.and_then(|v| v.as_u64()));
                 }
-                "save" | "save16" => {
+                "save" => {
                     let mut map = sessions.lock();
                     let data = map.get_mut(&cookies[k as usize]).expect("present");
                     let hits = incr(data.get("hits"));

@@ -331,8 +331,9 @@ impl SessionData {
         }
     }
 
-    /// Sets the key at `spot` (`key`) to `value`, reusing the key's allocation when the data
-    /// holds one; returns the new entry's overlay index and the slot it replaced.
+    /// Sets the key at `spot` (`key`) to `value`, the key copied from the entry the data holds
+    /// for it, if any (a plain copy up to 24 bytes); returns the new entry's overlay index and
+    /// the slot it replaced.
     #[inline]
     fn put_value(&mut self, spot: Spot, key: &str, value: Value) -> (usize, Option<Slot>) {
         let key = match spot {
