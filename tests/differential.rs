@@ -377,11 +377,11 @@ fn run_model<S: Strategy>(ops: &[MOp]) -> Vec<String> {
                 }
             },
             MOp::Update(pk, d) => match store.update(*pk, |c| c.n += *d) {
-                Ok(r) => format!("updated {}", show(&r)),
+                Ok(r) => format!("updated {}", show(&r.into_arc())),
                 Err(e) => format!("update error {}", update_error(&e)),
             },
             MOp::UpdatePanics(pk) => match store.update(*pk, |_| panic!("hostile update")) {
-                Ok(r) => format!("updated?! {}", show(&r)),
+                Ok(r) => format!("updated?! {}", show(&r.into_arc())),
                 Err(e) => format!(
                     "update error {} now {:?}",
                     update_error(&e),

@@ -576,7 +576,9 @@ fn a_panicking_model_update_changes_nothing<S: Strategy>() {
     assert_eq!(store.get(b.pk()).unwrap().value().cents, 5);
     // The next caller proceeds (no lock left held, no poisoning), from another thread too.
     thread::scope(|s| {
-        s.spawn(|| store.update(a.pk(), |w| w.cents += 1).unwrap());
+        s.spawn(|| {
+            store.update(a.pk(), |w| w.cents += 1).unwrap();
+        });
     });
     assert_eq!(store.get(a.pk()).unwrap().value().cents, 101);
     assert_eq!(lock::held_by_current_thread(), 0);

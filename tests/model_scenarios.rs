@@ -12,7 +12,9 @@ use std::future::Future;
 use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
-use unlocked::model::{CommitError, DeleteError, Draft, Model, SaveError, UpdateError, Versioned};
+use unlocked::model::{
+    CommitError, Committed, DeleteError, Draft, Model, SaveError, UpdateError, Versioned,
+};
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 struct Account {
@@ -96,7 +98,7 @@ mod memory {
             pk: u64,
             mut change: Change,
         ) -> Result<Arc<Versioned<Account>>, UpdateError<Account>> {
-            self.0.update(pk, |a| change(a))
+            self.0.update(pk, |a| change(a)).map(Committed::into_arc)
         }
         async fn delete(
             &self,

@@ -680,7 +680,8 @@ fn request<T: Strategy, S: Strategy, M: Strategy>(
                 tally.record_bumps[r] += 1;
                 tally.counts.model_conflicts += u64::from(attempts > 1);
                 tally.counts.model_retries += attempts.saturating_sub(1);
-                Some(record)
+                // Counted: the page renders after the update's pin has ended.
+                Some(record.into_arc())
             }
             Err(_) => {
                 tally.counts.model_update_errors += 1;

@@ -67,5 +67,5 @@ pub use error::{CommitError, DeleteError, LookupError, PopulateError, SaveError,
 pub use postgres::{PgModelStore, PgModelStoreBuilder};
 pub use record::{Draft, Model, Versioned};
 pub use registry::{AppConfig, Apps, ModelMeta, Populated, Registrar};
-pub use store::{ModelSnapshot, ModelStore, ModelStoreBuilder, Pinned};
+pub use store::{Committed, ModelSnapshot, ModelStore, ModelStoreBuilder, Pinned};
 pub use store_error::StoreError;

@@ -362,11 +362,33 @@ impl<M: Model, S: Strategy> ModelStore<M, S> {
     /// `change` panicked (the panic is caught and the stored record is untouched), and
     /// [`UpdateError::RetriesExhausted`] only if a
     /// [retry budget](ModelStoreBuilder::retry_budget) is set and ran out.
+    ///
+    /// # The record returned
+    ///
+    /// The new record comes back as a [`Committed`]: it reads like `&Versioned<M>`, is tied
+    /// to its thread, and under [`LockFree`] borrows the record under the update's own epoch
+    /// pin, so committing moves no reference count. Take [`Committed::into_arc`] to keep the
+    /// record past the statement, across an `.await`, or on another thread; while a
+    /// `Committed` lives it holds back the reclamation of records replaced meanwhile, as a
+    /// [`pin`](Self::pin) does.
+    ///
+    /// ```
+    /// use std::sync::Arc;
+    /// use unlocked::model::{Model, ModelStore, Versioned};
+    /// # #[derive(Clone, Debug)] struct Article { title: String, views: u64 }
+    /// # impl Model for Article { const APP_LABEL: &'static str = "blog"; const NAME: &'static str = "Article"; }
+    /// let store: ModelStore<Article> = ModelStore::new();
+    /// let pk = store.insert(Article { title: "Hello".into(), views: 0 }).pk();
+    /// let committed = store.update(pk, |a| a.views += 1).unwrap();
+    /// assert_eq!((committed.version(), committed.views), (2, 1));
+    /// let kept: Arc<Versioned<Article>> = committed.into_arc(); // `Send`, outlives the pin
+    /// std::thread::spawn(move || assert_eq!(kept.views, 1)).join().unwrap();
+    /// ```
     pub fn update(
         &self,
         pk: u64,
         mut change: impl FnMut(&mut M),
-    ) -> Result<Arc<Versioned<M>>, UpdateError<M>> {
+    ) -> Result<Committed<'_, M, S>, UpdateError<M>> {
         // `update_many` for one key, without its vectors.
         self.backend.alters_data(|| {
             let outcome = self.backend.write(&[pk], self.progress, || {
@@ -384,7 +406,10 @@ impl<M: Model, S: Strategy> ModelStore<M, S> {
                         })
                 });
                 match made {
-                    TryUpdate::Done(record) => Attempt::Done(Ok(record)),
+                    TryUpdate::Done(record) => Attempt::Done(Ok(Committed {
+                        record,
+                        _not_send: PhantomData,
+                    })),
                     TryUpdate::NotFound => Attempt::Done(Err(UpdateError::NotFound { pk })),
                     TryUpdate::Failed(e) => Attempt::Done(Err(e)),
                     // A conflict: another commit changed the record; read it again.
@@ -605,6 +630,58 @@ impl<M: Model, S: Strategy> fmt::Debug for Pinned<'_, M, S> {
         f.debug_struct("Pinned")
             .field("store", self.store)
             .finish_non_exhaustive()
+    }
+}
+
+/// A record [`ModelStore::update`] just committed.
+///
+/// It dereferences to the [`Versioned`] record (value, primary key, version). Under
+/// [`LockFree`] it borrows the record under the epoch pin the update took, so returning it
+/// moved no reference count; under [`Blocking`](crate::Blocking) it holds a counted reference.
+/// Either way it is tied to its thread, like a [`Pinned`]: call [`into_arc`](Self::into_arc)
+/// (one reference count) to keep the record longer, send it to another thread, or hold it
+/// across an `.await`. While it lives, records replaced meanwhile wait to be reclaimed, so
+/// drop it promptly.
+///
+/// ```compile_fail
+/// # use unlocked::model::{Model, ModelStore};
+/// # #[derive(Clone, Debug)] struct A;
+/// # impl Model for A { const APP_LABEL: &'static str = "a"; const NAME: &'static str = "A"; }
+/// let store: ModelStore<A> = ModelStore::new();
+/// let pk = store.insert(A).pk();
+/// let committed = store.update(pk, |_| ()).unwrap();
+/// std::thread::scope(|s| { s.spawn(move || drop(committed)); }); // tied to its thread
+/// ```
+pub struct Committed<'s, M: Model, S: Strategy = LockFree> {
+    record: <BackendOf<M, S> as Backend<M>>::Committed<'s>,
+    /// Epoch guards belong to the thread that pinned.
+    _not_send: PhantomData<*const ()>,
+}
+
+impl<M: Model, S: Strategy> Committed<'_, M, S> {
+    /// The record with a reference count of its own: it outlives this `Committed` and may be
+    /// sent to another thread.
+    pub fn to_arc(&self) -> Arc<Versioned<M>> {
+        BackendOf::<M, S>::committed_arc(&self.record)
+    }
+
+    /// As [`to_arc`](Self::to_arc), consuming `self` (which ends its pin).
+    pub fn into_arc(self) -> Arc<Versioned<M>> {
+        self.to_arc()
+    }
+}
+
+impl<M: Model, S: Strategy> std::ops::Deref for Committed<'_, M, S> {
+    type Target = Versioned<M>;
+    #[inline]
+    fn deref(&self) -> &Versioned<M> {
+        &self.record
+    }
+}
+
+impl<M: Model + fmt::Debug, S: Strategy> fmt::Debug for Committed<'_, M, S> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Debug::fmt(&**self, f)
     }
 }
 

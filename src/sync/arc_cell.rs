@@ -168,6 +168,60 @@ impl<T> std::ops::Deref for Loaded<'_, T> {
     }
 }
 
+/// A value a compare-and-swap installed in an [`ArcCell`], kept borrowed together with the
+/// guard it was installed under ([`ArcCell::compare_exchange_held`]): it can be returned from
+/// the function that wrote it without taking a count of its own.
+pub(crate) struct Held<'c, G, T> {
+    /// Dropped after nothing can borrow `ptr` any more (a `Held` hands out borrows of itself).
+    guard: G,
+    /// As in [`Loaded`]: `Arc::into_raw`'s pointer, with provenance over the allocation.
+    ptr: std::ptr::NonNull<T>,
+    /// The cell: while it is borrowed it cannot be dropped (its `Drop` releases without a guard).
+    _cell: PhantomData<&'c ArcCell<T>>,
+}
+
+impl<G, T> Held<'_, G, T> {
+    /// The value as a [`Loaded`] borrowed from `self`.
+    #[inline]
+    fn loaded(&self) -> Loaded<'_, T> {
+        // What makes the borrow sound: `ptr` was installed in the cell by a compare-and-swap
+        // made under `self.guard`, so the count the cell then owned is released only by a
+        // retirement through a guard of the cell's domain after it is unlinked, which waits
+        // for `self.guard` (alive until `self` is dropped, so for the whole borrow), or by the
+        // cell's `Drop`, which cannot run while `'c` borrows the cell.
+        Loaded {
+            ptr: self.ptr,
+            _borrow: PhantomData,
+        }
+    }
+
+    /// The value, borrowed from `self`.
+    #[inline]
+    pub(crate) fn get(&self) -> &T {
+        self.loaded().get()
+    }
+
+    /// A counted reference to the value.
+    #[inline]
+    pub(crate) fn to_arc(&self) -> Arc<T> {
+        self.loaded().to_arc()
+    }
+}
+
+impl<G, T> std::ops::Deref for Held<'_, G, T> {
+    type Target = T;
+    #[inline]
+    fn deref(&self) -> &T {
+        self.get()
+    }
+}
+
+impl<G, T: std::fmt::Debug> std::fmt::Debug for Held<'_, G, T> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        self.get().fmt(f)
+    }
+}
+
 /// An atomic, nullable `Arc<T>` (see the [module docs](self)).
 pub(crate) struct ArcCell<T> {
     ptr: AtomicPtr<T>,
@@ -274,6 +328,30 @@ impl<T: Send + Sync + 'static> ArcCell<T> {
                 // SAFETY: `found` was in this cell at the failed swap, while `guard` was alive.
                 Err((back, unsafe { self.borrow(found.cast_const(), guard) }))
             }
+        }
+    }
+
+    /// As [`compare_exchange`](Self::compare_exchange) with a value, but on success `guard`
+    /// moves into the result, which keeps borrowing the value installed (no count taken). On
+    /// failure `new` and `guard` are handed back.
+    #[inline]
+    pub(crate) fn compare_exchange_held<'c, G: Reclaim>(
+        &'c self,
+        current: *const T,
+        new: Arc<T>,
+        guard: G,
+    ) -> Result<Held<'c, G, T>, (Arc<T>, G)> {
+        // The pointer `compare_exchange` stores (`Arc::into_raw` is `Arc::as_ptr`, with the
+        // provenance of the whole allocation).
+        let installed = Arc::as_ptr(&new);
+        match self.compare_exchange(current, Some(new), &guard) {
+            Ok(()) => Ok(Held {
+                guard,
+                // SAFETY: `Arc::as_ptr` of a live `Arc` is never null.
+                ptr: unsafe { std::ptr::NonNull::new_unchecked(installed.cast_mut()) },
+                _cell: PhantomData,
+            }),
+            Err((back, _)) => Err((back.expect("`Some(new)` comes back"), guard)),
         }
     }
 

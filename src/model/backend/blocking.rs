@@ -2,7 +2,7 @@
 
 use std::sync::Arc;
 
-use super::{Backend, Record, ReplaceAllError};
+use super::{Backend, Record, ReplaceAllError, TryUpdate, try_update_by_replace};
 use crate::lock::{self, Guarded};
 use crate::model::record::{Model, Versioned};
 use crate::sync::escalate::{Attempt, Exhausted, Progress, retry};
@@ -31,6 +31,7 @@ fn slot(pk: u64) -> Option<usize> {
 
 impl<M: Model> Backend<M> for BlockingBackend<M> {
     type Pin<'a> = BlockingPin<M>;
+    type Committed<'a> = Record<M>;
 
     fn new() -> Self {
         Self {
@@ -47,6 +48,18 @@ impl<M: Model> Backend<M> for BlockingBackend<M> {
     fn get(&self, pk: u64) -> Option<Record<M>> {
         let index = slot(pk)?;
         self.data.with(|t| t.records.get(index).cloned().flatten())
+    }
+
+    fn try_update<E>(
+        &self,
+        pk: u64,
+        make: impl FnOnce(&Versioned<M>) -> Result<Record<M>, E>,
+    ) -> TryUpdate<Record<M>, E> {
+        try_update_by_replace(self, pk, make)
+    }
+
+    fn committed_arc(committed: &Record<M>) -> Record<M> {
+        committed.clone()
     }
 
     fn pin(&self) -> BlockingPin<M> {

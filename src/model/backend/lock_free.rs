@@ -17,7 +17,7 @@ use crossbeam::utils::Backoff;
 
 use super::{Backend, Record, ReplaceAllError, TryUpdate};
 use crate::model::record::{Model, Versioned};
-use crate::sync::arc_cell::{ArcCell, Loaded};
+use crate::sync::arc_cell::{ArcCell, Held, Loaded};
 use crate::sync::escalate::{Attempt, Escalation, Exhausted, Progress};
 use crate::sync::recycle;
 use crate::sync::{AtomicU64, AtomicUsize, EpochGuard, Ordering};
@@ -52,6 +52,19 @@ pub struct LockFreeBackend<M> {
 /// A series of borrowed reads: one epoch pin for all of them.
 pub struct LockFreePin {
     guard: EpochGuard,
+}
+
+/// A record `try_update` committed, borrowed under the pin it was installed with.
+pub struct LockFreeCommitted<'a, M> {
+    held: Held<'a, EpochGuard, Versioned<M>>,
+}
+
+impl<M> std::ops::Deref for LockFreeCommitted<'_, M> {
+    type Target = Versioned<M>;
+    #[inline]
+    fn deref(&self) -> &Versioned<M> {
+        self.held.get()
+    }
 }
 
 impl<M: Model> LockFreeBackend<M> {
@@ -120,6 +133,7 @@ fn stripe(pk: u64) -> usize {
 
 impl<M: Model> Backend<M> for LockFreeBackend<M> {
     type Pin<'a> = LockFreePin;
+    type Committed<'a> = LockFreeCommitted<'a, M>;
 
     fn new() -> Self {
         Self {
@@ -227,9 +241,10 @@ impl<M: Model> Backend<M> for LockFreeBackend<M> {
         &self,
         pk: u64,
         make: impl FnOnce(&Versioned<M>) -> Result<Record<M>, E>,
-    ) -> TryUpdate<M, E> {
-        // One pin, one read, no reference count moved on the current record: the value is
-        // copied from the borrowed record and the swap compares against the pointer read.
+    ) -> TryUpdate<Self::Committed<'_>, E> {
+        // One pin, one read, no reference count moved: the value is copied from the borrowed
+        // record, the swap compares against the pointer read, and the new record is handed
+        // back borrowed under the same pin.
         let Some(cell) = self.cell(pk) else {
             return TryUpdate::NotFound;
         };
@@ -242,12 +257,17 @@ impl<M: Model> Backend<M> for LockFreeBackend<M> {
             Err(e) => return TryUpdate::Failed(e),
         };
         let expected = current.as_ptr();
-        match cell.compare_exchange(expected, Some(new.clone()), &guard) {
-            Ok(()) => TryUpdate::Done(new),
+        match cell.compare_exchange_held(expected, new, guard) {
+            Ok(held) => TryUpdate::Done(LockFreeCommitted { held }),
             // Changed since the read (a commit, a delete, or a multi-record commit that
             // installed and rolled back): the caller reads again.
             Err(_) => TryUpdate::Conflict,
         }
+    }
+
+    #[inline]
+    fn committed_arc(committed: &Self::Committed<'_>) -> Record<M> {
+        committed.held.to_arc()
     }
 
     #[inline]
@@ -447,12 +467,19 @@ mod loom_model {
             let other = {
                 let store = store.clone();
                 loom::thread::spawn(move || {
-                    store.update(pk, |c| c.n += 1).expect("update commits");
+                    let committed = store.update(pk, |c| c.n += 1).expect("update commits");
+                    (committed.n, committed.version())
                 })
             };
-            store.update(pk, |c| c.n += 1).expect("update commits");
-            other.join().unwrap();
+            let mine = store.update(pk, |c| c.n += 1).expect("update commits");
+            let theirs = other.join().unwrap();
             assert_eq!(before.n, 0, "a pinned read changed under the reader");
+            // Each update hands back the record it committed (borrowed under its own pin),
+            // untouched by the other's later commit.
+            let mut both = [(mine.n, mine.version()), theirs];
+            drop(mine);
+            both.sort_unstable();
+            assert_eq!(both, [(1, 2), (2, 3)]);
             let rec = store.get(pk).unwrap();
             assert_eq!((rec.n, rec.version()), (2, 3));
         });
@@ -636,6 +663,68 @@ mod tests {
                 ("b-saved", 100, 52)
             );
             assert_eq!((ra.pk(), rb.pk()), (a, b));
+        })
+        .join()
+        .expect("no panic");
+    }
+
+    /// A record `update` returns borrowed stays as committed while later writes replace,
+    /// retire and reuse records around it (on this thread, whose spares it must not become,
+    /// and on another), and the count `to_arc` takes keeps it once the pin is gone.
+    /// Under miri (`ci/miri.sh`, `--lib`): the borrow and the count through `Held`'s pointer.
+    #[test]
+    fn a_committed_record_outlives_later_writes() {
+        let rounds: u64 = if cfg!(miri) { 40 } else { 2_000 };
+        std::thread::spawn(move || {
+            let store: ModelStore<Page, LockFree> = ModelStore::new();
+            let pk = store
+                .insert(Page {
+                    title: "zero".into(),
+                    views: 0,
+                })
+                .pk();
+            let committed = store
+                .update(pk, |p| {
+                    p.title = "one".into();
+                    p.views = 1;
+                })
+                .expect("commits");
+            let churn = |tag: &str| {
+                for _ in 0..rounds {
+                    store
+                        .update(pk, |p| {
+                            p.title.clear();
+                            p.title.push_str(tag);
+                            p.views += 1;
+                        })
+                        .expect("commits");
+                    crate::sync::pin().flush();
+                }
+            };
+            churn("here");
+            std::thread::scope(|s| {
+                s.spawn(|| churn("there"));
+            });
+            churn("here again");
+            let check = |r: &Versioned<Page>| {
+                assert_eq!(
+                    (r.pk(), r.version(), r.title.as_str(), r.views),
+                    (pk, 2, "one", 1)
+                );
+            };
+            check(&committed);
+            assert!(format!("{committed:?}").contains("\"one\""));
+            let kept = committed.to_arc();
+            drop(committed);
+            churn("after the pin");
+            check(&kept);
+            let now = store.get(pk).expect("present");
+            assert_eq!((now.views, now.version()), (1 + 4 * rounds, 2 + 4 * rounds));
+            let last = store.update(pk, |_| ()).expect("commits");
+            assert_eq!(
+                (last.views, last.version()),
+                (1 + 4 * rounds, 3 + 4 * rounds)
+            );
         })
         .join()
         .expect("no panic");

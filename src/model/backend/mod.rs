@@ -36,11 +36,12 @@ pub type Record<M> = Arc<Versioned<M>>;
 /// at the expected version, and that record as it is (committed), `None` if absent.
 pub type ReplaceAllError<M> = (usize, Option<Record<M>>);
 
-/// What one [`Backend::try_update`] attempt did.
+/// What one [`Backend::try_update`] attempt did (`C`: the back end's
+/// [`Committed`](Backend::Committed)).
 #[derive(Debug)]
-pub enum TryUpdate<M, E> {
+pub enum TryUpdate<C, E> {
     /// Committed: the new record.
-    Done(Record<M>),
+    Done(C),
     /// No record under the key.
     NotFound,
     /// `make` refused (its error).
@@ -49,11 +50,37 @@ pub enum TryUpdate<M, E> {
     Conflict,
 }
 
+/// [`Backend::try_update`] from [`Backend::get`] and [`Backend::replace`], for a back end whose
+/// committed record is a counted one.
+pub(crate) fn try_update_by_replace<M, B: Backend<M>, E>(
+    backend: &B,
+    pk: u64,
+    make: impl FnOnce(&Versioned<M>) -> Result<Record<M>, E>,
+) -> TryUpdate<Record<M>, E> {
+    let Some(current) = backend.get(pk) else {
+        return TryUpdate::NotFound;
+    };
+    let new = match make(&current) {
+        Ok(new) => new,
+        Err(e) => return TryUpdate::Failed(e),
+    };
+    match backend.replace(pk, current.version, Some(new.clone())) {
+        Ok(_) => TryUpdate::Done(new),
+        Err(None) => TryUpdate::NotFound,
+        Err(Some(_)) => TryUpdate::Conflict,
+    }
+}
+
 /// The operations a store is built from. Every value a method returns is committed: no
 /// method returns a record of a multi-record commit that is still being installed.
 pub trait Backend<M>: Send + Sync + Sized {
     /// What [`pin`](Self::pin) returns: keeps records read through it alive.
     type Pin<'a>
+    where
+        Self: 'a;
+    /// What [`try_update`](Self::try_update) hands back: the record it committed, borrowed
+    /// from the store or counted.
+    type Committed<'a>: std::ops::Deref<Target = Versioned<M>>
     where
         Self: 'a;
 
@@ -85,20 +112,9 @@ pub trait Backend<M>: Send + Sync + Sized {
         &self,
         pk: u64,
         make: impl FnOnce(&Versioned<M>) -> Result<Record<M>, E>,
-    ) -> TryUpdate<M, E> {
-        let Some(current) = self.get(pk) else {
-            return TryUpdate::NotFound;
-        };
-        let new = match make(&current) {
-            Ok(new) => new,
-            Err(e) => return TryUpdate::Failed(e),
-        };
-        match self.replace(pk, current.version, Some(new.clone())) {
-            Ok(_) => TryUpdate::Done(new),
-            Err(None) => TryUpdate::NotFound,
-            Err(Some(_)) => TryUpdate::Conflict,
-        }
-    }
+    ) -> TryUpdate<Self::Committed<'_>, E>;
+    /// A counted reference to a record [`try_update`](Self::try_update) committed.
+    fn committed_arc(committed: &Self::Committed<'_>) -> Record<M>;
     /// A new record `pk` at `version` holding `value`. The lock-free back end builds it in a
     /// spare record ([`crate::sync::recycle`]) when this thread has one.
     #[inline]
