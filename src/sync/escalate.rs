@@ -20,6 +20,16 @@
 //!
 //! The lock is reentrant, so a writer that escalated may write again from inside its own
 //! attempt (a nested update of another record of the same store).
+//!
+//! **Heat.** A writer that escalates because it lost its optimistic races leaves its stripes
+//! *hot*: the next [`HEAT`] writes of each go straight to the lock (each cools the stripe by
+//! one), then writers are optimistic again. On a record that many threads write at once the
+//! optimistic attempts mostly fail, and each failure costs a copy of the value and a round trip
+//! of the record's cache lines between cores; queueing at once makes such a record cost what a
+//! lock costs. Records nobody contends never escalate, so they never heat up. The heat sits in
+//! the high half of the stripe's flag word, so [`raised`](Escalation::raised) reads both in one
+//! load, and only holders of the lock change it, so the bound above is unchanged: a hot stripe
+//! only sends more writers to the queue.
 
 use crossbeam::utils::{Backoff, CachePadded};
 
@@ -30,6 +40,15 @@ pub(crate) const STRIPES: usize = 64;
 
 /// The default for how many optimistic attempts a writer makes before it escalates.
 pub(crate) const DEFAULT_ESCALATE_AFTER: u32 = 4;
+
+/// Writes of a stripe that go straight to the lock after a writer escalated there because it
+/// lost its races (see "Heat" in the module docs).
+pub(crate) const HEAT: usize = 1024;
+
+/// A flag word: escalated writers working on the stripe in the low half, heat in the high half.
+const HEAT_SHIFT: u32 = usize::BITS / 2;
+/// The low half of a flag word.
+const WRITERS: usize = (1 << HEAT_SHIFT) - 1;
 
 /// What one attempt of a write did.
 #[derive(Debug)]
@@ -85,19 +104,35 @@ impl Default for Escalation {
     }
 }
 
-/// Lowers the flags an escalated writer raised, also when its attempt panics.
+/// Lowers the flags an escalated writer raised, also when its attempt panics, and heats or
+/// cools its stripes.
 struct Raised<'a> {
     flags: &'a [CachePadded<AtomicUsize>],
     stripes: &'a [usize],
+    /// The writer lost its optimistic races (it heats its stripes; a writer that queued because
+    /// a stripe was flagged or hot cools them).
+    contended: bool,
 }
 
 impl Drop for Raised<'_> {
     fn drop(&mut self) {
         for &s in self.stripes {
-            // Release: nothing is published through the flag (the cells publish their
-            // values); any ordering would do, this one keeps the lowering after the
-            // escalated writer's last cell access for a reader of the flag.
-            self.flags[s].fetch_sub(1, Ordering::Release);
+            let flag = &self.flags[s];
+            // Relaxed: only holders of the escalation lock write a flag word, and this thread
+            // holds it, so the load sees the last write.
+            let word = flag.load(Ordering::Relaxed);
+            let heat = if self.contended {
+                HEAT
+            } else {
+                (word >> HEAT_SHIFT).saturating_sub(1)
+            };
+            // A store, not a read-modify-write: no other thread writes the word (above).
+            // SeqCst: the same total order as the raise (see `raised`); nothing is published
+            // through the flag (the cells publish their values).
+            flag.store(
+                (heat << HEAT_SHIFT) | ((word & WRITERS) - 1),
+                Ordering::SeqCst,
+            );
         }
     }
 }
@@ -123,7 +158,8 @@ impl Escalation {
         (bits % STRIPES as u64) as usize
     }
 
-    /// Whether an escalated writer works on one of `stripes` (optimistic writers queue then).
+    /// Whether an escalated writer works on one of `stripes`, or one of them is hot
+    /// (optimistic writers queue then).
     #[inline]
     fn raised(&self, stripes: &[usize]) -> bool {
         // SeqCst: the progress bound in the module docs needs the check and the cells'
@@ -131,6 +167,18 @@ impl Escalation {
         stripes
             .iter()
             .any(|&s| self.flags[s].load(Ordering::SeqCst) != 0)
+    }
+
+    /// Whether the current thread holds the escalation lock.
+    #[cfg(test)]
+    fn held_by_current_thread(&self) -> bool {
+        self.lock.is_owned_by_current_thread()
+    }
+
+    /// The heat of stripe `s`.
+    #[cfg(test)]
+    fn heat(&self, s: usize) -> usize {
+        self.flags[s].load(Ordering::SeqCst) >> HEAT_SHIFT
     }
 
     /// Runs `f` holding the escalation lock, without raising flags: for writers that must not
@@ -141,8 +189,9 @@ impl Escalation {
     }
 
     /// Runs `attempt` until it is [`Attempt::Done`]: optimistically up to
-    /// `progress.escalate_after` times (or until a flag of `stripes` is raised), then holding
-    /// the lock with `stripes` flagged. Fails only when `progress.budget` runs out.
+    /// `progress.escalate_after` times (or until a flag of `stripes` is raised or one of them
+    /// is hot), then holding the lock with `stripes` flagged. Fails only when
+    /// `progress.budget` runs out.
     pub(crate) fn run<T>(
         &self,
         stripes: &[usize],
@@ -162,14 +211,17 @@ impl Escalation {
                 Attempt::Conflict => pause(&backoff),
             }
         }
+        // Lost every optimistic race (not queued behind a flag or heat).
+        let contended = progress.escalate_after > 0 && attempts >= progress.escalate_after;
         let _lock = self.lock.lock();
         for &s in stripes {
-            // SeqCst: see `raised`.
+            // SeqCst: see `raised`. (Under the lock, as every write of a flag word.)
             self.flags[s].fetch_add(1, Ordering::SeqCst);
         }
         let _raised = Raised {
             flags: &self.flags,
             stripes,
+            contended,
         };
         retry(progress.budget, attempts, attempt)
     }
@@ -311,6 +363,46 @@ mod loom_model {
         });
     }
 
+    /// Both writers find their stripe hot (as a contended escalation leaves it): both queue on
+    /// the lock, even the one that would stay optimistic for ever, neither increment is lost,
+    /// and each cools the stripe by one.
+    #[test]
+    fn hot_stripe_queues_and_loses_nothing() {
+        let mut b = loom::model::Builder::new();
+        b.preemption_bound = Some(2);
+        b.check(|| {
+            let c = Arc::new(Counter {
+                cell: ArcCell::new(Some(StdArc::new(0))),
+                escalation: Escalation::new(),
+            });
+            c.escalation.flags[0].store(HEAT << HEAT_SHIFT, Ordering::SeqCst);
+            let worker = {
+                let c = c.clone();
+                loom::thread::spawn(move || {
+                    c.bump(Progress {
+                        escalate_after: u32::MAX,
+                        budget: None,
+                    })
+                })
+            };
+            let tries = c.bump(Progress::default());
+            let worker_tries = worker.join().unwrap();
+            assert_eq!((tries, worker_tries), (1, 1), "a queued writer lost a race");
+            let g = LeakGuard;
+            assert_eq!(
+                c.cell.load(&g).map(|n| *n),
+                Some(2),
+                "an increment was lost"
+            );
+            assert_eq!(c.escalation.heat(0), HEAT - 2);
+            assert_eq!(
+                c.escalation.flags[0].load(Ordering::SeqCst) & WRITERS,
+                0,
+                "a flag stayed raised"
+            );
+        });
+    }
+
     /// A budget ends the attempts with `Exhausted` and no change.
     #[test]
     fn budget_stops_attempts() {
@@ -326,5 +418,70 @@ mod loom_model {
             );
             assert_eq!(r, Err(Exhausted { attempts: 2 }));
         });
+    }
+}
+
+#[cfg(all(test, not(unlocked_loom)))]
+mod tests {
+    use super::*;
+
+    /// Runs one write on `stripe` whose attempts conflict `conflicts` times; returns whether
+    /// its last attempt ran under the lock.
+    fn write(e: &Escalation, stripe: usize, conflicts: u32) -> bool {
+        let mut left = conflicts;
+        let mut locked = false;
+        e.run(&[stripe], Progress::default(), || {
+            locked = e.held_by_current_thread();
+            if left == 0 {
+                Attempt::Done(())
+            } else {
+                left -= 1;
+                Attempt::Conflict
+            }
+        })
+        .expect("no budget");
+        locked
+    }
+
+    /// A write that escalates after losing its races heats its stripe: the next `HEAT` writes
+    /// there go straight to the lock, each cooling it by one; then writes are optimistic again.
+    /// Other stripes, and writes that escalate without contention, are unaffected.
+    #[test]
+    fn heat_sends_the_next_writes_to_the_lock_then_cools() {
+        let e = Escalation::new();
+        assert!(!write(&e, 3, 0), "a cold stripe is written optimistically");
+        assert!(
+            !write(&e, 3, DEFAULT_ESCALATE_AFTER - 1),
+            "lost races, not all of them"
+        );
+        assert_eq!(e.heat(3), 0);
+        assert!(
+            write(&e, 3, DEFAULT_ESCALATE_AFTER),
+            "lost every optimistic race"
+        );
+        assert_eq!(e.heat(3), HEAT);
+        assert!(!write(&e, 4, 0), "another stripe stays cold");
+        for left in (0..HEAT).rev() {
+            assert!(write(&e, 3, 0), "a write of a hot stripe queues");
+            assert_eq!(e.heat(3), left);
+        }
+        assert!(!write(&e, 3, 0), "cooled down: optimistic again");
+        // A contended escalation while hot heats the stripe up again.
+        assert!(write(&e, 3, DEFAULT_ESCALATE_AFTER));
+        assert!(
+            write(&e, 3, 1),
+            "hot: queued at once, retried under the lock"
+        );
+        assert_eq!(e.heat(3), HEAT - 1);
+        // Always-lock writers (`escalate_after` 0) neither heat nor stay queued.
+        let e = Escalation::new();
+        let always = Progress {
+            escalate_after: 0,
+            budget: None,
+        };
+        e.run(&[5], always, || Attempt::Done(()))
+            .expect("no budget");
+        assert_eq!(e.heat(5), 0);
+        assert_eq!(e.flags[5].load(Ordering::SeqCst), 0, "flag lowered");
     }
 }
