@@ -120,11 +120,11 @@ impl<M: Model, S: Strategy> ModelStoreBuilder<M, S> {
     /// other writers of those records queue behind it instead of racing, and it finishes
     /// after losing at most one race per other thread. Readers are never affected.
     ///
-    /// A write that escalated because it lost its races also marks its records' group (one
-    /// of 64 stripes of keys) *hot*: the next 1 024 writes of that group queue on the lock at
-    /// once instead of racing, then writers are optimistic again. A record that many threads
-    /// write at once then costs what a lock costs, not a stream of lost races; records nobody
-    /// contends never escalate and are never affected.
+    /// A write that escalated because it lost its races, or that waited for the lock, also
+    /// marks its records' group (one of 64 stripes of keys) *hot*: writes of that group queue
+    /// on the lock at once instead of racing, until 1 024 in a row found the lock free. A
+    /// record that many threads write at once then costs what a lock costs, not a stream of
+    /// lost races; records nobody contends never escalate and are never affected.
     ///
     /// Lower values hand hot records to the lock sooner (less work thrown away by lost
     /// races, more lock traffic); higher values stay optimistic longer (best when conflicts
