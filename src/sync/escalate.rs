@@ -25,13 +25,13 @@
 //! for the lock, leaves its stripes *hot*: writes of a hot stripe go straight to the lock, and
 //! each that finds the lock free cools the stripe by one; after [`HEAT`] of those in a row,
 //! writers are optimistic again. So a stripe stays hot while its writers queue, and a burst of
-//! contention does not flip it back and forth between racing and queueing. On a record that many threads write at once the
-//! optimistic attempts mostly fail, and each failure costs a copy of the value and a round trip
-//! of the record's cache lines between cores; queueing at once makes such a record cost what a
-//! lock costs. Records nobody contends never escalate, so they never heat up. The heat sits in
-//! the high half of the stripe's flag word, so [`raised`](Escalation::raised) reads both in one
-//! load, and only holders of the lock change it, so the bound above is unchanged: a hot stripe
-//! only sends more writers to the queue.
+//! contention does not flip it back and forth between racing and queueing. On a record that
+//! many threads write at once the optimistic attempts mostly fail, and each failure costs a
+//! copy of the value and a round trip of the record's cache lines between cores; queueing at
+//! once makes such a record cost what a lock costs. Records nobody contends never escalate, so
+//! they never heat up. The heat sits in the high half of the stripe's flag word, so
+//! [`raised`](Escalation::raised) reads both in one load, and only holders of the lock change
+//! it, so the bound above is unchanged: a hot stripe only sends more writers to the queue.
 
 use crossbeam::utils::{Backoff, CachePadded};
 
@@ -43,8 +43,8 @@ pub(crate) const STRIPES: usize = 64;
 /// The default for how many optimistic attempts a writer makes before it escalates.
 pub(crate) const DEFAULT_ESCALATE_AFTER: u32 = 4;
 
-/// Writes of a stripe that go straight to the lock after a writer escalated there because it
-/// lost its races (see "Heat" in the module docs).
+/// The heat a contended writer leaves on its stripes: how many writes in a row must find the
+/// lock free before the stripe is optimistic again (see "Heat" in the module docs).
 pub(crate) const HEAT: usize = 1024;
 
 /// A flag word: escalated writers working on the stripe in the low half, heat in the high half.
