@@ -67,14 +67,6 @@ impl Backend for BlockingBackend {
         removed.is_some()
     }
 
-    fn remove_if(&self, expected: &Arc<Record>) -> bool {
-        let removed = self.map.with(|m| match m.get(&expected.key) {
-            Some(cur) if Arc::ptr_eq(cur, expected) => m.remove(&expected.key),
-            _ => None,
-        });
-        removed.is_some()
-    }
-
     fn sweep(&self, now: Stamp) -> usize {
         let expired: Vec<Arc<Record>> = self.map.with(|m| {
             let expired: Vec<SessionKey> = m

@@ -244,20 +244,6 @@ impl Backend for LockFreeBackend {
         had
     }
 
-    fn remove_if(&self, expected: &Arc<Record>) -> bool {
-        let guard = self.map.guard();
-        let Some(cell) = self.map.get(&expected.key, &guard) else {
-            return false;
-        };
-        let removed = cell
-            .compare_exchange(Arc::as_ptr(expected), None, &guard)
-            .is_ok();
-        if removed {
-            self.map.remove_cell(&expected.key, cell, &guard);
-        }
-        removed
-    }
-
     fn sweep(&self, now: Stamp) -> usize {
         let guard = self.map.guard();
         let mut removed = 0;

@@ -62,8 +62,6 @@ pub trait Backend: Send + Sync + 'static {
     ) -> Result<Arc<Record>, (CasFailure, Arc<Record>)>;
     /// Removes the entry under `key`, whatever it holds; `true` if there was one.
     fn remove(&self, key: &SessionKey) -> bool;
-    /// Removes the entry of `expected.key` only if it still holds `expected`.
-    fn remove_if(&self, expected: &Arc<Record>) -> bool;
     /// Removes every record expired at `now`; returns how many it removed.
     fn sweep(&self, now: Stamp) -> usize;
     /// Runs `attempt` until it is done, following the back end's write protocol for the
