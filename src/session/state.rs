@@ -116,6 +116,26 @@ impl State {
         data.get_or_insert_with(|| base.map(|b| b.data.clone()).unwrap_or_default())
     }
 
+    /// [`own`](Self::own), then sets `key` to `value`; returns the new entry. On the first
+    /// write the copy is made with the new entry in place where it can be
+    /// ([`SessionData::clone_setting`]).
+    #[inline]
+    fn own_set<'a>(
+        data: &'a mut Option<SessionData>,
+        base: Option<&Record>,
+        key: &str,
+        value: Value,
+    ) -> &'a Arc<Entry> {
+        let value = match (data.is_none(), base) {
+            (true, Some(base)) => match base.data.clone_setting(key, value) {
+                Ok((copy, i)) => return data.insert(copy).overlay_entry(i),
+                Err(value) => value,
+            },
+            _ => value,
+        };
+        Self::own(data, base).set_ref(key, value)
+    }
+
     /// Records a change that fully determines its key's value: earlier changes of that key
     /// are dropped from the log.
     fn log_overwrite(&mut self, op: Op) {
@@ -139,7 +159,13 @@ impl State {
 
     pub(crate) fn insert(&mut self, key: &str, value: Value) {
         self.modified = true;
-        let entry = self.write().set_shared(key, value);
+        self.accessed.set(true);
+        let entry = Arc::clone(Self::own_set(
+            &mut self.data,
+            self.base.as_deref(),
+            key,
+            value,
+        ));
         self.log_overwrite(Op::Set(entry));
     }
 
@@ -172,7 +198,7 @@ impl State {
         self.accessed.set(true);
         // Borrowed, not through `set_shared`'s returned entry: no `Arc<Entry>` clone and
         // drop (two atomic read-modify-writes) and no second lookup.
-        let entry = Self::own(&mut self.data, self.base.as_deref()).set_ref(key, new);
+        let entry = Self::own_set(&mut self.data, self.base.as_deref(), key, new);
         self.log.push(Op::Update(entry.key.clone(), f));
         Ok(&entry.value)
     }
