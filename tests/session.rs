@@ -186,14 +186,15 @@ fn expiry_arithmetic<S: Strategy>() {
     assert!((3_598..=3_600).contains(&age), "{age}");
 
     // Saving computes expires_at from the expiry, on the coarse clock: up to one scheduler
-    // tick (at most 10 ms) before the precise one.
+    // tick (4 ms by default) before the precise one. A second is allowed, as in the lib test
+    // `the_coarse_clock_is_at_most_a_tick_behind`: a loaded machine may run a tick late.
     s.set_expiry(Expiry::Seconds(60));
     let before = OffsetDateTime::now_utc();
     s.save().unwrap();
     let rec = store.record(s.session_key().unwrap().as_str()).unwrap();
     assert_eq!(rec.expiry(), Some(Expiry::Seconds(60)));
     let exp = rec.expires_at();
-    let tick = Duration::milliseconds(10);
+    let tick = Duration::seconds(1);
     assert!(
         exp >= before + Duration::seconds(60) - tick
             && exp <= OffsetDateTime::now_utc() + Duration::seconds(60),
