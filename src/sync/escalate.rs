@@ -32,13 +32,20 @@
 //! they never heat up. The heat sits in the high half of the stripe's flag word, so
 //! [`raised`](Escalation::raised) reads both in one load, and only holders of the lock change
 //! it, so the bound above is unchanged: a hot stripe only sends more writers to the queue.
+//! A writer that takes the lock for a hot stripe does not raise the stripe's count: the heat
+//! already keeps the word non-zero until that writer is done (writes nested in it leave the
+//! heat to it), and a stripe that stays hot is then not written at all, so on a record every
+//! thread writes, the flag's line stays shared in every core's cache instead of moving with
+//! each write.
 
 use crossbeam::utils::{Backoff, CachePadded};
 
-use super::shim::{AtomicUsize, Ordering, RawMutex, RawThreadId};
+use super::shim::{AtomicUsize, Ordering, RawMutex, RawThreadId, seq_cst_point};
 
-/// How many stripes the flags are spread over.
+/// How many stripes the flags are spread over (at most 64: a writer notes the stripes it
+/// raised in a `u64`).
 pub(crate) const STRIPES: usize = 64;
+const _: () = assert!(STRIPES <= 64);
 
 /// The default for how many optimistic attempts a writer makes before it escalates.
 pub(crate) const DEFAULT_ESCALATE_AFTER: u32 = 4;
@@ -111,10 +118,16 @@ impl Default for Escalation {
 struct Raised<'a> {
     flags: &'a [CachePadded<AtomicUsize>],
     stripes: &'a [usize],
+    /// Bit `s`: this writer raised stripe `s`'s writer count (it found the stripe cold; a hot
+    /// stripe's heat already sends optimistic writers to the queue, see "Heat").
+    raised: u64,
     /// The writer lost its optimistic races or waited for the lock (it heats its stripes; a
     /// writer that queued because a stripe was flagged or hot and found the lock free cools
     /// them).
     contended: bool,
+    /// The writer already held the lock when it began (a write from inside another write of
+    /// this thread): it leaves the heat to the outermost writer, which is still working.
+    nested: bool,
 }
 
 impl Drop for Raised<'_> {
@@ -124,18 +137,26 @@ impl Drop for Raised<'_> {
             // Relaxed: only holders of the escalation lock write a flag word, and this thread
             // holds it, so the load sees the last write.
             let word = flag.load(Ordering::Relaxed);
-            let heat = if self.contended {
+            let heat = if self.nested {
+                word >> HEAT_SHIFT
+            } else if self.contended {
                 HEAT
             } else {
                 (word >> HEAT_SHIFT).saturating_sub(1)
             };
-            // A store, not a read-modify-write: no other thread writes the word (above).
-            // SeqCst: the same total order as the raise (see `raised`); nothing is published
-            // through the flag (the cells publish their values).
-            flag.store(
-                (heat << HEAT_SHIFT) | ((word & WRITERS) - 1),
-                Ordering::SeqCst,
-            );
+            let writers = (word & WRITERS) - usize::from(self.raised >> s & 1 == 1);
+            let new = (heat << HEAT_SHIFT) | writers;
+            // A stripe that stays hot is not written: on a record many threads write, its
+            // line then stays shared in every core's cache instead of moving with each write.
+            if new != word {
+                // A store, not a read-modify-write: no other thread writes the word (above).
+                // SeqCst: the same total order as the raise (see `raised`); nothing is
+                // published through the flag (the cells publish their values).
+                flag.store(new, Ordering::SeqCst);
+                // Under loom, the order the store takes in a normal build (see
+                // `seq_cst_point`): the next holder's reads of its cells come after it.
+                seq_cst_point();
+            }
         }
     }
 }
@@ -166,7 +187,9 @@ impl Escalation {
     #[inline]
     fn raised(&self, stripes: &[usize]) -> bool {
         // SeqCst: the progress bound in the module docs needs the check and the cells'
-        // accesses in one total order with the escalated writer's raise.
+        // accesses in one total order with the escalated writer's raise. (Under loom, a fence
+        // after this writer's last swap gives that order: see `seq_cst_point`.)
+        seq_cst_point();
         stripes
             .iter()
             .any(|&s| self.flags[s].load(Ordering::SeqCst) != 0)
@@ -217,19 +240,38 @@ impl Escalation {
         // Lost every optimistic race (not queued behind a flag or heat), or has to wait for
         // the lock: either way the stripe is contended now.
         let lost = progress.escalate_after > 0 && attempts >= progress.escalate_after;
+        let nested = self.lock.is_owned_by_current_thread();
         let (_lock, waited) = match self.lock.try_lock() {
             Some(lock) => (lock, false),
             None => (self.lock.lock(), true),
         };
         let contended = lost || waited;
+        let mut raised = 0_u64;
         for &s in stripes {
+            // Relaxed: only holders of the escalation lock write a flag word (see `Raised`).
+            let word = self.flags[s].load(Ordering::Relaxed);
+            if word >> HEAT_SHIFT != 0 {
+                // Hot: the word is non-zero and stays so until this writer's `Raised` drops,
+                // since only holders of the lock change it and writes nested in this one
+                // leave the heat alone. That is all the bound needs: an optimistic writer's
+                // next check sees it and queues (the store that heated the stripe precedes
+                // this writer's reads of its cells in the total order: it was made before
+                // the lock this writer took was released).
+                continue;
+            }
             // SeqCst: see `raised`. (Under the lock, as every write of a flag word.)
             self.flags[s].fetch_add(1, Ordering::SeqCst);
+            raised |= 1 << s;
         }
+        // Under loom, the order the raise (or the store that heated the stripe) takes before
+        // this writer's reads of its cells in a normal build (see `seq_cst_point`).
+        seq_cst_point();
         let _raised = Raised {
             flags: &self.flags,
             stripes,
+            raised,
             contended,
+            nested,
         };
         retry(progress.budget, attempts, attempt)
     }
@@ -304,10 +346,11 @@ mod loom_model {
         }
     }
 
-    /// An optimistic writer increments a counter while another escalates at once (a writer
-    /// that has used up its optimistic attempts is modelled by escalating from the start): no
-    /// increment is lost, and once escalated the writer loses at most one race to the other
-    /// thread (the bound in the module docs: threads − 1).
+    /// An optimistic writer increments a counter twice while another escalates at once (a
+    /// writer that has used up its optimistic attempts is modelled by escalating from the
+    /// start): no increment is lost, and once escalated the writer loses at most one race to
+    /// the other thread (the bound in the module docs: threads − 1), although that thread
+    /// writes twice: its second write sees the raised flag and queues.
     #[test]
     fn escalated_writer_finishes() {
         let mut b = loom::model::Builder::new();
@@ -323,7 +366,10 @@ mod loom_model {
             };
             let worker = {
                 let c = c.clone();
-                loom::thread::spawn(move || c.bump(optimistic))
+                loom::thread::spawn(move || {
+                    c.bump(optimistic);
+                    c.bump(optimistic);
+                })
             };
             let escalated = Progress {
                 escalate_after: 0,
@@ -335,7 +381,7 @@ mod loom_model {
             let g = LeakGuard;
             assert_eq!(
                 c.cell.load(&g).map(|n| *n),
-                Some(2),
+                Some(3),
                 "an increment was lost"
             );
         });
@@ -510,5 +556,66 @@ mod tests {
                 .expect("no budget");
         });
         assert_eq!(e.heat(6), HEAT, "waited for the lock");
+    }
+
+    /// A write of a hot stripe does not raise its writer count (the heat already queues
+    /// optimistic writers); a write nested in another, on a cold stripe or a hot one, leaves
+    /// the heat to the outer writer, which cools its stripe once, at its end; every raised
+    /// count comes down.
+    #[test]
+    fn hot_and_nested_writes_leave_the_flags_as_they_found_them() {
+        let e = Escalation::new();
+        e.flags[3].store(5 << HEAT_SHIFT, Ordering::SeqCst);
+        let mut seen = Vec::new();
+        e.run(&[3], Progress::default(), || {
+            seen.push(e.flags[3].load(Ordering::SeqCst));
+            // Nested: the same hot stripe, then a cold one.
+            e.run(&[3], Progress::default(), || {
+                seen.push(e.flags[3].load(Ordering::SeqCst));
+                Attempt::Done(())
+            })
+            .expect("no budget");
+            e.run(&[4], Progress::default(), || {
+                seen.push(e.flags[4].load(Ordering::SeqCst));
+                Attempt::Done(())
+            })
+            .expect("no budget");
+            seen.push(e.flags[3].load(Ordering::SeqCst));
+            Attempt::Done(())
+        })
+        .expect("no budget");
+        assert_eq!(
+            seen,
+            [5 << HEAT_SHIFT, 5 << HEAT_SHIFT, 0, 5 << HEAT_SHIFT],
+            "the hot stripe was not raised, the nested write on it did not cool it, and the \
+             nested write on the cold stripe ran optimistically"
+        );
+        assert_eq!(
+            e.flags[3].load(Ordering::SeqCst),
+            4 << HEAT_SHIFT,
+            "cooled once"
+        );
+        assert_eq!(e.flags[4].load(Ordering::SeqCst), 0);
+        // A nested write that goes to the lock raises its cold stripe and lowers it again,
+        // without heating it.
+        e.run(&[3], Progress::default(), || {
+            e.run(
+                &[7],
+                Progress {
+                    escalate_after: 0,
+                    budget: None,
+                },
+                || {
+                    seen.push(e.flags[7].load(Ordering::SeqCst));
+                    Attempt::Done(())
+                },
+            )
+            .expect("no budget");
+            Attempt::Done(())
+        })
+        .expect("no budget");
+        assert_eq!(seen.last(), Some(&1), "raised while it ran");
+        assert_eq!(e.flags[7].load(Ordering::SeqCst), 0, "lowered, not heated");
+        assert_eq!(e.flags[3].load(Ordering::SeqCst), 3 << HEAT_SHIFT);
     }
 }

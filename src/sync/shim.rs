@@ -12,6 +12,10 @@ mod imp {
     pub(crate) use std::sync::atomic::{AtomicBool, AtomicPtr, AtomicU64, AtomicUsize, Ordering};
     pub(crate) use std::thread::yield_now;
 
+    /// Nothing in a normal build; a `SeqCst` fence under loom (see the loom twin).
+    #[inline(always)]
+    pub(crate) fn seq_cst_point() {}
+
     /// The raw mutex under every [`crate::lock::ReentrantLock`].
     #[cfg(not(miri))]
     pub(crate) type RawMutex = parking_lot::RawMutex;
@@ -147,6 +151,17 @@ mod imp {
     pub(crate) use loom::sync::Arc;
     pub(crate) use loom::sync::atomic::{AtomicBool, AtomicPtr, AtomicU64, AtomicUsize, Ordering};
     pub(crate) use loom::thread::yield_now;
+
+    /// A `SeqCst` fence. Loom models `SeqCst` loads and stores as `AcqRel` (its README's
+    /// "Unsupported features", loom#180), so it cannot see an argument that rests on the one
+    /// total order of `SeqCst` accesses to *different* atomics, and reports executions that
+    /// order forbids. Where a protocol rests on that order, it calls this next to the access
+    /// (between a write and a later read of another atomic): loom supports `SeqCst` fences,
+    /// and a fence there orders what the `SeqCst` accesses order in a normal build, where this
+    /// is nothing.
+    pub(crate) fn seq_cst_point() {
+        loom::sync::atomic::fence(Ordering::SeqCst);
+    }
 
     use std::num::NonZeroUsize;
     use std::sync::OnceLock;
