@@ -21,9 +21,13 @@
 //! 4. bumps the session's `hits` with [`Session::update`] and saves the session (a concurrent
 //!    save of the same session is merged, not lost).
 //!
-//! The same loop runs once per configuration: every component `LockFree`, every component
+//! The same loop runs for every configuration: every component `LockFree`, every component
 //! `Blocking`, and mixes where one component is `Blocking` and the others `LockFree`. The
-//! request loop is written once, generic over the three strategy parameters.
+//! request loop is written once, generic over the three strategy parameters. Each
+//! configuration's `--seconds` are cut into `--rounds` slices; round r runs one slice of every
+//! configuration in turn (starting from a different one each round), on the same stores, so a
+//! slow or fast stretch of a shared machine falls on all of them alike. The output gives each
+//! round's requests/s and the fastest configuration per round.
 //!
 //! Afterwards the counts are verified exactly: every session's `hits` must equal the number of
 //! saves that bumped it, every record's `views` the number of updates that committed on it.
@@ -75,9 +79,15 @@ struct Args {
     /// Worker threads (default: the machine's available parallelism).
     #[arg(long)]
     threads: Option<usize>,
-    /// How long each configuration runs, in seconds.
+    /// How long each configuration runs, in seconds (over all rounds).
     #[arg(long, default_value_t = 3.0)]
     seconds: f64,
+    /// Slices each configuration's time is cut into. Round r runs one slice of every
+    /// configuration in turn, so a slow or fast stretch of a shared machine falls on all of
+    /// them rather than on the one that happened to run then; 1 runs each configuration in
+    /// one piece, one after the other.
+    #[arg(long, default_value_t = 5)]
+    rounds: usize,
     /// Share of requests that update their model record (the rest read it), 0.0 to 1.0.
     #[arg(long, default_value_t = 0.25)]
     write_ratio: f64,
@@ -227,17 +237,14 @@ impl ConfigName {
         }
     }
 
-    /// Runs the request loop with this configuration's strategies (templates, sessions,
-    /// models).
-    fn run(self, setup: &Setup<'_>) -> Outcome {
+    /// Builds this configuration's stores (templates, sessions, models strategies).
+    fn prepare<'a>(self, setup: &Setup<'a>) -> Box<dyn ConfigRun + 'a> {
         match self {
-            ConfigName::LockFree => run_config::<LockFree, LockFree, LockFree>(self, setup),
-            ConfigName::Blocking => run_config::<Blocking, Blocking, Blocking>(self, setup),
-            ConfigName::BlockingModels => run_config::<LockFree, LockFree, Blocking>(self, setup),
-            ConfigName::BlockingSessions => run_config::<LockFree, Blocking, LockFree>(self, setup),
-            ConfigName::BlockingTemplates => {
-                run_config::<Blocking, LockFree, LockFree>(self, setup)
-            }
+            ConfigName::LockFree => prepare::<LockFree, LockFree, LockFree>(self, setup),
+            ConfigName::Blocking => prepare::<Blocking, Blocking, Blocking>(self, setup),
+            ConfigName::BlockingModels => prepare::<LockFree, LockFree, Blocking>(self, setup),
+            ConfigName::BlockingSessions => prepare::<LockFree, Blocking, LockFree>(self, setup),
+            ConfigName::BlockingTemplates => prepare::<Blocking, LockFree, LockFree>(self, setup),
         }
     }
 }
@@ -299,7 +306,9 @@ const TEMPLATES: [(&str, &str); 6] = [
 struct Setup<'a> {
     args: &'a Args,
     threads: usize,
+    /// Each configuration's time in all, over `rounds` slices.
     duration: Duration,
+    rounds: usize,
     templates: &'a Path,
 }
 
@@ -315,6 +324,8 @@ struct Outcome {
     record_count: usize,
     seconds: f64,
     requests_per_second: f64,
+    /// Requests per second in each round (slice), in round order.
+    rounds_requests_per_second: Vec<f64>,
     latency_p50_us: f64,
     latency_p99_us: f64,
     latency_max_us: f64,
@@ -451,15 +462,38 @@ fn bump(v: Option<&Value>) -> Value {
     json!(v.and_then(Value::as_u64).unwrap_or(0) + 1)
 }
 
-/// The request loop, once for every strategy combination: `T` templates, `S` sessions, `M`
-/// models.
-fn run_config<T: Strategy, S: Strategy, M: Strategy>(
-    config: ConfigName,
-    setup: &Setup<'_>,
-) -> Outcome {
-    let args = setup.args;
-    let threads = setup.threads;
+/// One configuration's stores and tallies, run in slices (`--rounds`) interleaved with the
+/// other configurations' slices and verified once at the end.
+trait ConfigRun {
+    /// Runs the request loop on fresh threads for `duration` (one round) and returns this
+    /// round's requests per second.
+    fn slice(&mut self, duration: Duration, round: usize, rounds: usize) -> f64;
+    /// Reads every count back from the stores and compares it with what the requests did.
+    fn finish(self: Box<Self>, threads: usize) -> Outcome;
+}
 
+/// The stores of one strategy combination: `T` templates, `S` sessions, `M` models.
+struct Prepared<'a, T: Strategy, S: Strategy, M: Strategy> {
+    config: ConfigName,
+    args: &'a Args,
+    threads: usize,
+    cache: TemplateCache<MiniJinja, T>,
+    sessions: SessionStore<S>,
+    models: ModelStore<Article, M>,
+    cookies: Vec<String>,
+    pks: Vec<u64>,
+    total: Tally,
+    elapsed: Duration,
+    rounds: Vec<f64>,
+}
+
+/// Builds the stores for one configuration and warms the template cache (the run measures
+/// hits, as a server does after its first requests).
+fn prepare<'a, T: Strategy, S: Strategy, M: Strategy>(
+    config: ConfigName,
+    setup: &Setup<'a>,
+) -> Box<dyn ConfigRun + 'a> {
+    let args = setup.args;
     let cache: TemplateCache<MiniJinja, T> =
         TemplateCache::new(MiniJinja::new(), FileSystemLoader::new([setup.templates]));
     let sessions: SessionStore<S> = SessionStore::builder()
@@ -489,7 +523,6 @@ fn run_config<T: Strategy, S: Strategy, M: Strategy>(
                 .pk()
         })
         .collect();
-    // Warm the cache: the run measures hits, as a server does after its first requests.
     {
         let mut reader = cache.reader();
         let record = models.get(pks[0]).expect("inserted");
@@ -499,115 +532,177 @@ fn run_config<T: Strategy, S: Strategy, M: Strategy>(
                 .expect("the templates render");
         }
     }
+    let total = Tally::new(cookies.len(), pks.len());
+    Box::new(Prepared {
+        config,
+        args,
+        threads: setup.threads,
+        cache,
+        sessions,
+        models,
+        cookies,
+        pks,
+        total,
+        elapsed: Duration::ZERO,
+        rounds: Vec::new(),
+    })
+}
 
-    let stop = AtomicBool::new(false);
-    let progress = AtomicU64::new(0);
-    let barrier = Barrier::new(threads + 1);
-    let bar = ProgressBar::new(setup.duration.as_millis() as u64).with_style(
-        ProgressStyle::with_template("{prefix:>20} [{bar:30}] {elapsed:>3} {msg}")
-            .expect("valid template")
-            .progress_chars("=> "),
-    );
-    bar.set_prefix(config.name());
+impl<T: Strategy, S: Strategy, M: Strategy> ConfigRun for Prepared<'_, T, S, M> {
+    fn slice(&mut self, duration: Duration, round: usize, rounds: usize) -> f64 {
+        let threads = self.threads;
+        let write_ratio = self.args.write_ratio;
+        let stop = AtomicBool::new(false);
+        let progress = AtomicU64::new(0);
+        let barrier = Barrier::new(threads + 1);
+        let bar = ProgressBar::new(duration.as_millis() as u64).with_style(
+            ProgressStyle::with_template("{prefix:>28} [{bar:30}] {elapsed:>3} {msg}")
+                .expect("valid template")
+                .progress_chars("=> "),
+        );
+        bar.set_prefix(format!("{} {}/{rounds}", self.config.name(), round + 1));
 
-    let (total, elapsed) = thread::scope(|scope| {
-        let handles: Vec<_> = (0..threads)
-            .map(|t| {
-                let (cache, sessions, models) = (&cache, &sessions, &models);
-                let (cookies, pks) = (&cookies, &pks);
-                let (stop, progress, barrier) = (&stop, &progress, &barrier);
-                scope.spawn(move || {
-                    let mut tally = Tally::new(cookies.len(), pks.len());
-                    let mut reader = cache.reader();
-                    let mut rng = StdRng::seed_from_u64(0x5eed_0000 + t as u64);
-                    let mut out = String::new();
-                    barrier.wait();
-                    // Relaxed: a stop flag; a few requests after it flips are harmless (they
-                    // are counted and verified like the others).
-                    while !stop.load(Ordering::Relaxed) {
-                        let begin = Instant::now();
-                        request(
-                            &mut rng,
-                            &mut tally,
-                            &mut out,
-                            &mut reader,
-                            sessions,
-                            models,
-                            cookies,
-                            pks,
-                            args.write_ratio,
-                        );
-                        let ns = begin.elapsed().as_nanos() as u64;
-                        tally.latency.saturating_record(ns.max(1));
-                        tally.counts.requests += 1;
-                        if tally.counts.requests % 256 == 0 {
-                            // Relaxed: a progress statistic read by the progress bar only.
-                            progress.fetch_add(256, Ordering::Relaxed);
+        let (cache, sessions, models) = (&self.cache, &self.sessions, &self.models);
+        let (cookies, pks) = (&self.cookies, &self.pks);
+        let (tally, elapsed) = thread::scope(|scope| {
+            let handles: Vec<_> = (0..threads)
+                .map(|t| {
+                    let (stop, progress, barrier) = (&stop, &progress, &barrier);
+                    scope.spawn(move || {
+                        let mut tally = Tally::new(cookies.len(), pks.len());
+                        let mut reader = cache.reader();
+                        // A different stream every round, the same streams in every
+                        // configuration.
+                        let seed = 0x5eed_0000 + ((round as u64) << 20) + t as u64;
+                        let mut rng = StdRng::seed_from_u64(seed);
+                        let mut out = String::new();
+                        barrier.wait();
+                        // Relaxed: a stop flag; a few requests after it flips are harmless
+                        // (they are counted and verified like the others).
+                        while !stop.load(Ordering::Relaxed) {
+                            let begin = Instant::now();
+                            request(
+                                &mut rng,
+                                &mut tally,
+                                &mut out,
+                                &mut reader,
+                                sessions,
+                                models,
+                                cookies,
+                                pks,
+                                write_ratio,
+                            );
+                            let ns = begin.elapsed().as_nanos() as u64;
+                            tally.latency.saturating_record(ns.max(1));
+                            tally.counts.requests += 1;
+                            if tally.counts.requests % 256 == 0 {
+                                // Relaxed: a progress statistic read by the progress bar only.
+                                progress.fetch_add(256, Ordering::Relaxed);
+                            }
                         }
-                    }
-                    tally
+                        tally
+                    })
                 })
-            })
-            .collect();
-        barrier.wait();
-        let start = Instant::now();
-        loop {
-            let elapsed = start.elapsed();
-            if elapsed >= setup.duration {
-                break;
+                .collect();
+            barrier.wait();
+            let start = Instant::now();
+            loop {
+                let elapsed = start.elapsed();
+                if elapsed >= duration {
+                    break;
+                }
+                thread::sleep((duration - elapsed).min(Duration::from_millis(100)));
+                let elapsed = start.elapsed();
+                bar.set_position(elapsed.as_millis() as u64);
+                // Relaxed: see above.
+                let done = progress.load(Ordering::Relaxed);
+                bar.set_message(format!("{:.0} req/s", done as f64 / elapsed.as_secs_f64()));
             }
-            thread::sleep((setup.duration - elapsed).min(Duration::from_millis(100)));
-            let elapsed = start.elapsed();
-            bar.set_position(elapsed.as_millis() as u64);
-            // Relaxed: see above.
-            let done = progress.load(Ordering::Relaxed);
-            bar.set_message(format!("{:.0} req/s", done as f64 / elapsed.as_secs_f64()));
-        }
-        stop.store(true, Ordering::Relaxed);
-        let mut total = Tally::new(cookies.len(), pks.len());
-        for h in handles {
-            total.merge(h.join().expect("a worker panicked"));
-        }
-        (total, start.elapsed())
-    });
-    bar.finish_and_clear();
+            stop.store(true, Ordering::Relaxed);
+            let mut total = Tally::new(cookies.len(), pks.len());
+            for h in handles {
+                total.merge(h.join().expect("a worker panicked"));
+            }
+            (total, start.elapsed())
+        });
+        bar.finish_and_clear();
+        let rate = tally.counts.requests as f64 / elapsed.as_secs_f64();
+        self.total.merge(tally);
+        self.elapsed += elapsed;
+        self.rounds.push(rate);
+        rate
+    }
 
-    // Verify every count exactly.
-    let mut outcome = Outcome {
-        config: config.name(),
-        templates: T::KIND.name(),
-        sessions: S::KIND.name(),
-        models: M::KIND.name(),
-        threads,
-        session_count: cookies.len(),
-        record_count: pks.len(),
-        seconds: elapsed.as_secs_f64(),
-        requests_per_second: total.counts.requests as f64 / elapsed.as_secs_f64(),
-        latency_p50_us: total.latency.value_at_quantile(0.50) as f64 / 1e3,
-        latency_p99_us: total.latency.value_at_quantile(0.99) as f64 / 1e3,
-        latency_max_us: total.latency.max() as f64 / 1e3,
-        counts: total.counts,
-        ..Outcome::default()
-    };
-    for (cookie, &expected) in cookies.iter().zip(&total.session_bumps) {
-        let counted = sessions
-            .load(Some(cookie))
-            .get("hits")
-            .and_then(Value::as_u64)
-            .unwrap_or(0);
-        outcome.session_hits_counted += counted;
-        outcome.session_hits_expected += expected;
-        outcome.sessions_wrong += u64::from(counted != expected);
-        outcome.session_hits_lost += counted.abs_diff(expected);
+    fn finish(self: Box<Self>, threads: usize) -> Outcome {
+        let Prepared {
+            config,
+            sessions,
+            models,
+            cookies,
+            pks,
+            total,
+            elapsed,
+            rounds,
+            ..
+        } = *self;
+        let seconds = elapsed.as_secs_f64();
+        let mut outcome = Outcome {
+            config: config.name(),
+            templates: T::KIND.name(),
+            sessions: S::KIND.name(),
+            models: M::KIND.name(),
+            threads,
+            session_count: cookies.len(),
+            record_count: pks.len(),
+            seconds,
+            requests_per_second: total.counts.requests as f64 / seconds,
+            rounds_requests_per_second: rounds,
+            latency_p50_us: total.latency.value_at_quantile(0.50) as f64 / 1e3,
+            latency_p99_us: total.latency.value_at_quantile(0.99) as f64 / 1e3,
+            latency_max_us: total.latency.max() as f64 / 1e3,
+            counts: total.counts,
+            ..Outcome::default()
+        };
+        // Verify every count exactly.
+        for (cookie, &expected) in cookies.iter().zip(&total.session_bumps) {
+            let counted = sessions
+                .load(Some(cookie))
+                .get("hits")
+                .and_then(Value::as_u64)
+                .unwrap_or(0);
+            outcome.session_hits_counted += counted;
+            outcome.session_hits_expected += expected;
+            outcome.sessions_wrong += u64::from(counted != expected);
+            outcome.session_hits_lost += counted.abs_diff(expected);
+        }
+        for (&pk, &expected) in pks.iter().zip(&total.record_bumps) {
+            let counted = models.get(pk).map_or(0, |r| r.views);
+            outcome.model_views_counted += counted;
+            outcome.model_views_expected += expected;
+            outcome.records_wrong += u64::from(counted != expected);
+            outcome.model_views_lost += counted.abs_diff(expected);
+        }
+        outcome
     }
-    for (&pk, &expected) in pks.iter().zip(&total.record_bumps) {
-        let counted = models.get(pk).map_or(0, |r| r.views);
-        outcome.model_views_counted += counted;
-        outcome.model_views_expected += expected;
-        outcome.records_wrong += u64::from(counted != expected);
-        outcome.model_views_lost += counted.abs_diff(expected);
+}
+
+/// Runs every configuration for `seconds` in all, as `rounds` slices: round `r` runs one
+/// slice of each configuration, starting from configuration `r` (mod their number), so a
+/// slow or fast stretch of a shared machine falls on every configuration alike instead of on
+/// whichever ran then.
+fn run_interleaved(configs: &[ConfigName], setup: &Setup<'_>) -> Vec<Outcome> {
+    let rounds = setup.rounds;
+    let slice = setup.duration.div_f64(rounds as f64);
+    let mut runs: Vec<Box<dyn ConfigRun + '_>> = configs.iter().map(|c| c.prepare(setup)).collect();
+    for round in 0..rounds {
+        for i in 0..runs.len() {
+            let k = (round + i) % runs.len();
+            runs[k].slice(slice, round, rounds);
+        }
     }
-    outcome
+    runs.into_iter()
+        .map(|run| run.finish(setup.threads))
+        .collect()
 }
 
 fn page_context<'a>(
@@ -805,6 +900,67 @@ fn print_table(outcomes: &[Outcome]) {
     }
 }
 
+/// Per round: which configuration was fastest, and all-`LockFree` against all-`Blocking`.
+fn print_rounds(outcomes: &[Outcome]) {
+    let rounds = outcomes
+        .iter()
+        .map(|o| o.rounds_requests_per_second.len())
+        .min()
+        .unwrap_or(0);
+    if rounds < 2 || outcomes.len() < 2 {
+        return;
+    }
+    println!();
+    println!("per round (req/s; each round ran one slice of every configuration in turn):");
+    print!("{:<19}", "configuration");
+    for r in 1..=rounds {
+        print!(" {:>9}", format!("round {r}"));
+    }
+    println!();
+    for o in outcomes {
+        print!("{:<19}", o.config);
+        for rate in &o.rounds_requests_per_second[..rounds] {
+            print!(" {rate:>9.0}");
+        }
+        println!();
+    }
+    let fastest: Vec<&str> = (0..rounds)
+        .map(|r| {
+            outcomes
+                .iter()
+                .max_by(|a, b| {
+                    a.rounds_requests_per_second[r].total_cmp(&b.rounds_requests_per_second[r])
+                })
+                .map_or("", |o| o.config)
+        })
+        .collect();
+    print!("{:<19}", "fastest");
+    for f in &fastest {
+        print!(
+            " {:>9}",
+            f.strip_prefix("blocking-").map_or(*f, |rest| rest)
+        );
+    }
+    println!();
+    let find = |name: ConfigName| outcomes.iter().find(|o| o.config == name.name());
+    if let (Some(lf), Some(bl)) = (find(ConfigName::LockFree), find(ConfigName::Blocking)) {
+        print!("{:<19}", "lock-free/blocking");
+        for r in 0..rounds {
+            let ratio = lf.rounds_requests_per_second[r] / bl.rounds_requests_per_second[r];
+            print!(" {ratio:>9.2}");
+        }
+        println!();
+    }
+    let wins = fastest
+        .iter()
+        .filter(|f| **f == ConfigName::LockFree.name())
+        .count();
+    println!(
+        "all-lock-free fastest in {wins} of {rounds} rounds (\"models\", \"sessions\", \
+         \"templates\": the configuration with that component blocking)"
+    );
+}
+
 fn eq(a: u64, b: u64) -> &'static str {
     if a == b { "==" } else { "!=" }
 }
@@ -889,6 +1045,10 @@ fn main() -> ExitCode {
         eprintln!("--seconds must be a positive number (got {})", args.seconds);
         return ExitCode::from(2);
     }
+    if args.rounds == 0 {
+        eprintln!("--rounds must be at least 1");
+        return ExitCode::from(2);
+    }
     let threads = args
         .threads
         .unwrap_or_else(|| thread::available_parallelism().map_or(2, |n| n.get()))
@@ -915,13 +1075,14 @@ fn main() -> ExitCode {
         args: &args,
         threads,
         duration: Duration::from_secs_f64(args.seconds),
+        rounds: args.rounds,
         templates: dir.path(),
     };
 
     println!(
-        "unlocked workload: {threads} threads, {} s per configuration, write ratio {}, \
-         {} sessions, {} records",
-        args.seconds, args.write_ratio, args.sessions, args.records
+        "unlocked workload: {threads} threads, {} s per configuration in {} interleaved \
+         rounds, write ratio {}, {} sessions, {} records",
+        args.seconds, args.rounds, args.write_ratio, args.sessions, args.records
     );
     println!(
         "request: load session, read or update a record, render a page (extends + 2 includes), \
@@ -933,8 +1094,9 @@ fn main() -> ExitCode {
         alloc::VARIABLE.to_string_lossy()
     );
     println!();
-    let outcomes: Vec<Outcome> = configs.iter().map(|c| c.run(&setup)).collect();
+    let outcomes = run_interleaved(&configs, &setup);
     print_table(&outcomes);
+    print_rounds(&outcomes);
     let mut failed = outcomes.iter().any(Outcome::failed);
 
     let lock_outcomes = if args.lock_millis > 0 {
