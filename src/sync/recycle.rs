@@ -63,8 +63,11 @@ pub(crate) const BATCH: usize = 16;
 
 /// A thread with more closed batches than this of a type, none of them safe yet, asks to
 /// yield the processor before its next write ([`relieve`]): its epoch is stalled, nearly
-/// always by a pinned thread that is not running.
-pub(crate) const STALL: usize = 16;
+/// always by a pinned thread that is not running. 64 batches (1 024 records): a yield costs
+/// the request that makes it a wait behind every other runnable thread of its core, so it is
+/// kept for a backlog no ordinary descheduling builds (16 made the workload yield on 0.4 % of
+/// its requests at 32 threads on 2 cores, see [`relieve`]).
+pub(crate) const STALL: usize = 64;
 
 /// At most this many closed batches per type and thread (4 096 records) before the oldest goes
 /// to crossbeam (only while the epoch stays stalled despite [`relieve`], such as under a pin
@@ -237,9 +240,10 @@ pub(crate) const SEIZE_MARK_EVERY: u32 = 16;
 
 /// A thread with more of its stall markers than this waiting in one seize collector asks to
 /// yield before its next write ([`relieve`]). seize retires a thread's garbage in batches of
-/// at least 32 entries (two markers each at [`SEIZE_MARK_EVERY`] = 16), so this is about eight
-/// batches: far more than are in flight while every active thread runs.
-pub(crate) const SEIZE_STALL: u64 = 16;
+/// at least 32 entries (two markers each at [`SEIZE_MARK_EVERY`] = 16), so this is about 32
+/// batches (1 024 retirements, as [`STALL`]): far more than are in flight while every active
+/// thread runs, or than a thread descheduled for a few time slices holds back.
+pub(crate) const SEIZE_STALL: u64 = 64;
 
 /// Collectors a thread watches at once; past that the oldest watch is dropped (it only
 /// loses its stall signal: nothing is kept in a watch but counters).
@@ -344,6 +348,12 @@ thread_local! {
 /// lock-free; without contention for the processor `sched_yield` returns at once. Measured with
 /// 32 threads on 2 cores (`docs/model.md`, `docs/session.md`): peak memory of an update storm
 /// 232–295 MB before, 7.6–7.9 MB after; of a save storm 160–244 MB before, 7–8 MB after.
+///
+/// The yield is not free for the request that makes it: with more runnable threads than cores
+/// it waits behind the others of its core. With the flag raised at 16 batches or markers the
+/// workload (`examples/workload`, 32 threads on 2 cores) yielded on 0.4 % of its requests,
+/// enough to put its p99 in milliseconds in the VM's slow stretches; at 64 ([`STALL`],
+/// [`SEIZE_STALL`]) it yields 10–20 times less, and the storms above peak at 8–16 MB.
 #[inline]
 pub(crate) fn relieve() {
     if STALLED.try_with(|stalled| stalled.replace(false)) == Ok(true) {
