@@ -469,7 +469,7 @@ trait ConfigRun {
     /// round's requests per second.
     fn slice(&mut self, duration: Duration, round: usize, rounds: usize) -> f64;
     /// Reads every count back from the stores and compares it with what the requests did.
-    fn finish(self: Box<Self>, threads: usize) -> Outcome;
+    fn finish(self: Box<Self>) -> Outcome;
 }
 
 /// The stores of one strategy combination: `T` templates, `S` sessions, `M` models.
@@ -633,9 +633,10 @@ impl<T: Strategy, S: Strategy, M: Strategy> ConfigRun for Prepared<'_, T, S, M> 
         rate
     }
 
-    fn finish(self: Box<Self>, threads: usize) -> Outcome {
+    fn finish(self: Box<Self>) -> Outcome {
         let Prepared {
             config,
+            threads,
             sessions,
             models,
             cookies,
@@ -700,9 +701,7 @@ fn run_interleaved(configs: &[ConfigName], setup: &Setup<'_>) -> Vec<Outcome> {
             runs[k].slice(slice, round, rounds);
         }
     }
-    runs.into_iter()
-        .map(|run| run.finish(setup.threads))
-        .collect()
+    runs.into_iter().map(|run| run.finish()).collect()
 }
 
 fn page_context<'a>(

@@ -353,7 +353,7 @@ thread_local! {
 /// it waits behind the others of its core. With the flag raised at 16 batches or markers the
 /// workload (`examples/workload`, 32 threads on 2 cores) yielded on 0.4 % of its requests,
 /// enough to put its p99 in milliseconds in the VM's slow stretches; at 64 ([`STALL`],
-/// [`SEIZE_STALL`]) it yields 10–20 times less, and the storms above peak at 8–16 MB.
+/// [`SEIZE_STALL`]) it yields 11–25 times less, and the storms above peak at 8–16 MB.
 #[inline]
 pub(crate) fn relieve() {
     if STALLED.try_with(|stalled| stalled.replace(false)) == Ok(true) {
