@@ -465,9 +465,9 @@ fn bump(v: Option<&Value>) -> Value {
 /// One configuration's stores and tallies, run in slices (`--rounds`) interleaved with the
 /// other configurations' slices and verified once at the end.
 trait ConfigRun {
-    /// Runs the request loop on fresh threads for `duration` (one round) and returns this
+    /// Runs the request loop on fresh threads for `duration` (one round) and records this
     /// round's requests per second.
-    fn slice(&mut self, duration: Duration, round: usize, rounds: usize) -> f64;
+    fn slice(&mut self, duration: Duration, round: usize, rounds: usize);
     /// Reads every count back from the stores and compares it with what the requests did.
     fn finish(self: Box<Self>) -> Outcome;
 }
@@ -549,7 +549,7 @@ fn prepare<'a, T: Strategy, S: Strategy, M: Strategy>(
 }
 
 impl<T: Strategy, S: Strategy, M: Strategy> ConfigRun for Prepared<'_, T, S, M> {
-    fn slice(&mut self, duration: Duration, round: usize, rounds: usize) -> f64 {
+    fn slice(&mut self, duration: Duration, round: usize, rounds: usize) {
         let threads = self.threads;
         let write_ratio = self.args.write_ratio;
         let stop = AtomicBool::new(false);
@@ -626,11 +626,10 @@ impl<T: Strategy, S: Strategy, M: Strategy> ConfigRun for Prepared<'_, T, S, M> 
             (total, start.elapsed())
         });
         bar.finish_and_clear();
-        let rate = tally.counts.requests as f64 / elapsed.as_secs_f64();
+        self.rounds
+            .push(tally.counts.requests as f64 / elapsed.as_secs_f64());
         self.total.merge(tally);
         self.elapsed += elapsed;
-        self.rounds.push(rate);
-        rate
     }
 
     fn finish(self: Box<Self>) -> Outcome {
