@@ -66,13 +66,16 @@ pub(crate) const BATCH: usize = 16;
 /// always by a pinned thread that is not running. 64 batches (1 024 records): a yield costs
 /// the request that makes it a wait behind every other runnable thread of its core, so it is
 /// kept for a backlog no ordinary descheduling builds (16 made the workload yield on 0.4 % of
-/// its requests at 32 threads on 2 cores, see [`relieve`]).
-pub(crate) const STALL: usize = 64;
+/// its requests at 32 threads on 2 cores, see [`relieve`]). Under miri, 4: the bounds are
+/// scaled down there (as crossbeam scales its bags), so the tests that fill them run in
+/// seconds instead of minutes.
+pub(crate) const STALL: usize = if cfg!(miri) { 4 } else { 64 };
 
 /// At most this many closed batches per type and thread (4 096 records) before the oldest goes
 /// to crossbeam (only while the epoch stays stalled despite [`relieve`], such as under a pin
-/// held for long).
-pub(crate) const MAX_CLOSED: usize = 256;
+/// held for long). Under miri, 16 (see [`STALL`]).
+pub(crate) const MAX_CLOSED: usize = if cfg!(miri) { 16 } else { 256 };
+const _: () = assert!(STALL < MAX_CLOSED);
 
 /// One thread's retired records of type `T`.
 struct Limbo<T> {
@@ -242,8 +245,9 @@ pub(crate) const SEIZE_MARK_EVERY: u32 = 16;
 /// yield before its next write ([`relieve`]). seize retires a thread's garbage in batches of
 /// at least 32 entries (two markers each at [`SEIZE_MARK_EVERY`] = 16), so this is about 32
 /// batches (1 024 retirements, as [`STALL`]): far more than are in flight while every active
-/// thread runs, or than a thread descheduled for a few time slices holds back.
-pub(crate) const SEIZE_STALL: u64 = 64;
+/// thread runs, or than a thread descheduled for a few time slices holds back. Under miri, 4
+/// (see [`STALL`]): still above the two markers a batch holds.
+pub(crate) const SEIZE_STALL: u64 = if cfg!(miri) { 4 } else { 64 };
 
 /// Collectors a thread watches at once; past that the oldest watch is dropped (it only
 /// loses its stall signal: nothing is kept in a watch but counters).
