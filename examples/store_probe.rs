@@ -39,6 +39,28 @@ impl Model for Article {
 
 const RECORDS: u64 = 256;
 
+/// `hot16k`: one record whose value holds 16 KiB, which every thread updates: what a
+/// copy-on-write update costs for a large value, and (under `/usr/bin/time -f %M`) how much
+/// memory the replaced records a thread keeps take.
+#[derive(Clone, Debug)]
+struct Page {
+    #[allow(dead_code)] // copied on every copy-on-write update, never read
+    body: Vec<u8>,
+    views: u64,
+}
+
+impl Model for Page {
+    const APP_LABEL: &'static str = "probe";
+    const NAME: &'static str = "Page";
+}
+
+fn page() -> Page {
+    Page {
+        body: vec![b'x'; 16 << 10],
+        views: 0,
+    }
+}
+
 fn incr(v: Option<&Value>) -> Value {
     json!(v.and_then(Value::as_i64).unwrap_or(0) + 1)
 }
@@ -55,6 +77,8 @@ fn ours<S: Strategy>(op: &str, n: u64, threads: usize) {
     let pks: Vec<u64> = (0..RECORDS)
         .map(|i| models.insert(article(i)).pk())
         .collect();
+    let pages: ModelStore<Page, S> = ModelStore::new();
+    let page = pages.insert(page()).pk();
     let sessions = SessionStore::<S>::new();
     // `save16`: the sessions carry 12 more keys (16 in all), for what a save costs by size.
     let extra = if op == "save16" { 12 } else { 0 };
@@ -84,6 +108,9 @@ fn ours<S: Strategy>(op: &str, n: u64, threads: usize) {
                 "hot" => {
                     models.update(pks[0], |a| a.views += 1).expect("commits");
                 }
+                "hot16k" => {
+                    pages.update(page, |p| p.views += 1).expect("commits");
+                }
                 "get" => {
                     black_box(models.get(pks[k as usize]).map(|a| a.views));
                 }
@@ -107,6 +134,7 @@ fn ours<S: Strategy>(op: &str, n: u64, threads: usize) {
 fn mutex(op: &str, n: u64, threads: usize) {
     let models: Mutex<HashMap<u64, Article>> =
         Mutex::new((0..RECORDS).map(|i| (i, article(i))).collect());
+    let page = Mutex::new(page());
     let cookies: Vec<String> = (0..RECORDS).map(|i| format!("{i:032x}")).collect();
     let sessions: Mutex<HashMap<String, HashMap<String, Value>>> = Mutex::new(
         cookies
@@ -129,6 +157,7 @@ fn mutex(op: &str, n: u64, threads: usize) {
             match op {
                 "update" => models.lock().get_mut(&k).expect("present").views += 1,
                 "hot" => models.lock().get_mut(&0).expect("present").views += 1,
+                "hot16k" => page.lock().views += 1,
                 "get" => {
                     black_box(models.lock().get(&k).map(|a| a.views));
                 }
@@ -184,7 +213,7 @@ fn spread(n: u64, threads: usize, run: impl Fn(u64, u64) + Sync) {
 
 fn usage() -> ! {
     eprintln!(
-        "usage: store_probe (lock-free|blocking|mutex)/(update|hot|get|load|save|save16) N [THREADS]\n\
+        "usage: store_probe (lock-free|blocking|mutex)/(update|hot|hot16k|get|load|save|save16) N [THREADS]\n\
          (save16: lock-free and blocking only)"
     );
     std::process::exit(2)
