@@ -18,7 +18,9 @@
 //! Closing a batch defers a *marker* through crossbeam (no allocation: the closure is two
 //! words, kept in crossbeam's bag); when crossbeam runs it, every thread that was pinned when
 //! the batch closed has unpinned, so no reader can hold any record of that batch or of an
-//! earlier one: the marker raises the limbo's `safe` clock past the batch. The next update on
+//! earlier one: the marker raises the limbo's `safe` clock past the batch. Every
+//! [`FLUSH_EVERY`]th closed batch also flushes the thread's crossbeam bag, which otherwise
+//! holds the markers until 64 of them wait. The next update on
 //! the thread overwrites a safe record in place (`Arc::get_mut` proves nobody took a count of
 //! its own: the allocation, and whatever buffers the value's `clone_from` can reuse). Records
 //! are reused on the thread that allocated them, at the rate it retires them: no burst of
