@@ -71,7 +71,9 @@ pub(crate) const BATCH: usize = 16;
 /// spare that cold. Flushed every 16 batches, a thread keeps about 260 (4 MB of 16 KiB
 /// records) and such an update takes about half the time. A flush allocates crossbeam's
 /// 2 KiB queue node and tries to advance the epoch: 17 instructions per update of a small
-/// record (callgrind, 658 → 675; flushing every 8 batches cost 99). See `docs/model.md`.
+/// record (callgrind, 658 → 675; flushing every 8 batches cost 99). With 32 threads on 2
+/// cores, where the epoch stalls behind descheduled pinned threads anyway, storms of small
+/// updates peaked a few MB higher (12–16 MB against 8–13). See `docs/model.md`.
 const FLUSH_EVERY: u64 = 16;
 
 /// A thread with more closed batches than this of a type, none of them safe yet, asks to
