@@ -8,6 +8,10 @@
 //! epoch show there, see `docs/benchmarks.md`). Timings are for looking, not for the record:
 //! the criterion `versus` bench is the measurement.
 //!
+//! With `PROBE_POOL=K` in the environment, K threads alive at once first run 64 operations
+//! each and are joined before the measured run: the process a server's thread pool leaves
+//! behind (the versus bench's `after_256_threads` cells).
+//!
 //! ```sh
 //! cargo build --release --example store_probe
 //! valgrind --tool=callgrind target/release/examples/store_probe lock-free/update 100000
@@ -127,6 +131,7 @@ fn ours<S: Strategy>(op: &str, n: u64, threads: usize) {
             }
         }
     };
+    pool(&run);
     spread(n, threads, run);
 }
 
@@ -179,7 +184,30 @@ fn mutex(op: &str, n: u64, threads: usize) {
             }
         }
     };
+    pool(&run);
     spread(n, threads, run);
+}
+
+/// `PROBE_POOL=K`: K threads, all alive at once, run 64 operations each; then they are joined.
+fn pool(run: &(impl Fn(u64, u64) + Sync)) {
+    let Ok(k) = std::env::var("PROBE_POOL") else {
+        return;
+    };
+    let Ok(k) = k.parse::<usize>() else {
+        eprintln!("PROBE_POOL must be a thread count, got {k:?}");
+        std::process::exit(2);
+    };
+    let barrier = Barrier::new(k);
+    std::thread::scope(|s| {
+        for t in 0..k {
+            let barrier = &barrier;
+            s.spawn(move || {
+                barrier.wait();
+                run(t as u64 + 1, 64);
+                barrier.wait();
+            });
+        }
+    });
 }
 
 /// Runs `run(thread, ops)` on the calling thread (one thread: nothing else is counted), or on
