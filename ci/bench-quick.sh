@@ -25,4 +25,23 @@ out=$(UNLOCKED_WORKLOAD_ALLOCATOR=system cargo run -q --profile bench --example 
 echo "$out"
 grep -q '^allocator: system' <<<"$out" \
   || { echo "error: UNLOCKED_WORKLOAD_ALLOCATOR=system did not select the system allocator" >&2; exit 1; }
+# The line-transfer gauge ci/versus-rounds.py reads between measurements: it finishes and
+# prints one figure; a bad argument is refused.
+echo "--- line_transfer gauge, 20 000 round trips"
+out=$(cargo run -q --profile bench --example line_transfer -- 20000)
+echo "$out"
+grep -qE '^one-way line transfer: [0-9]+\.[0-9] ns$' <<<"$out" \
+  || { echo "error: line_transfer printed no figure" >&2; exit 1; }
+if cargo run -q --profile bench --example line_transfer -- 0 2>/dev/null; then
+  echo "error: line_transfer accepted 0 round trips" >&2; exit 1
+fi
+# The committed round logs still re-tabulate (docs/benchmarks.md's tables are their replays):
+# one row per cell plus its phase rows.
+echo "--- ci/versus-rounds.py --replay of docs/rounds/*.log"
+for log in docs/rounds/*.log; do
+  rows=$(python3 ci/versus-rounds.py --replay "$log" --phases | grep -c '| all: ' || true)
+  cells=$(grep -oP '^round \d+: \K\S+' "$log" | sort -u | wc -l)
+  [ "$rows" -eq "$cells" ] \
+    || { echo "error: $log: $rows table rows for $cells cells" >&2; exit 1; }
+done
 echo "--- bench-quick.sh took $((SECONDS - start)) s"
