@@ -16,11 +16,12 @@ Prints a Markdown table: per cell, the median ns per operation of each contender
 rounds, then `lock-free / blocking` and `lock-free / mutex map` as speed ratios (above 1:
 lock-free faster), each the median of the per-round ratios with their range.
 
-The VM's phases differ most in what a cache-line transfer between the two cores costs (23-45,
-54-67 and 182-263 ns were read on 2026-12-08), and a lock-free write moves more lines than a
-mutex map's. So each contender runs in a process of its own, with the line-transfer gauge
-(`examples/line_transfer.rs`) read before it and after it. `--phase-ns` (default 50,120)
-splits the readings into phases; a contender's measurement is in a phase when both its
+The VM's phases differ most in what a cache-line transfer between the two cores costs (23-45
+ns in the fast phase and 182-263 ns in the slow one on 2026-12-08), and a lock-free write
+moves more lines than a mutex map's. So each contender runs in a process of its own, with the
+line-transfer gauge (`examples/line_transfer.rs`) read before it and after it. `--phase-ns`
+(default 50,120) splits the readings into phases (the middle one catches the readings taken
+while the VM changed phase); a contender's measurement is in a phase when both its
 readings are, *mixed* otherwise. With `--phases` the table gets a row per cell and phase,
 each ratio from the rounds where both of its contenders ran in that phase (mixed ones are
 left out of those rows). `--no-gauge` measures a cell's contenders in one process, as

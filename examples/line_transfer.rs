@@ -2,7 +2,7 @@
 //! counter back and forth N times and the probe prints the one-way time.
 //!
 //! A gauge for the shared VM the benchmarks run on, not a benchmark of `unlocked`: the VM
-//! switches, within seconds, between a phase where a transfer takes about 55–65 ns and one
+//! switches, within seconds, between a phase where a transfer takes about 25–45 ns and one
 //! where it takes about 200 ns (`docs/benchmarks.md`, "The VM's phases"). A lock-free write
 //! moves more lines between cores than a mutex map's write (the cell, the record read, its
 //! heap buffer, the spare written), so its ratio to the mutex map moves with this figure.
@@ -11,6 +11,10 @@
 //! ```sh
 //! cargo run --release --example line_transfer [N]    # default N = 500000
 //! ```
+//!
+//! The figure depends on how the waiting thread spins: a C twin that spins without `pause`
+//! read about twice as high in the fast phase (48–57 against 24–30 ns), and alike in the slow
+//! one. Compare readings of this program with each other only.
 //!
 //! Prints `one-way line transfer: X ns`. The two threads are not pinned to cores: with two
 //! spinning threads and two cores the scheduler keeps them apart, and if something else takes
