@@ -36,7 +36,7 @@ if cargo run -q --profile bench --example line_transfer -- 0 2>/dev/null; then
   echo "error: line_transfer accepted 0 round trips" >&2; exit 1
 fi
 # The committed round logs still re-tabulate (docs/benchmarks.md's tables are their replays):
-# one row per cell plus its phase rows.
+# one all-rounds row per logged cell.
 echo "--- ci/versus-rounds.py --replay of docs/rounds/*.log"
 for log in docs/rounds/*.log; do
   rows=$(python3 ci/versus-rounds.py --replay "$log" --phases | grep -c '| all: ' || true)

@@ -29,6 +29,7 @@ before. `--replay LOG` tabulates the stderr of an earlier gauged run without mea
 """
 import argparse
 import ast
+import bisect
 import glob
 import json
 import os
@@ -73,24 +74,21 @@ def gauge(exe):
     return statistics.median(readings)
 
 
+def phase_names(bounds):
+    """The phases `bounds` split the readings into: `<B0`, `B0–B1`, ..., `≥Bn`."""
+    return ([f"<{bounds[0]:g}"] + [f"{lo:g}–{hi:g}" for lo, hi in zip(bounds, bounds[1:])]
+            + [f"≥{bounds[-1]:g}"])
+
+
 def bucket(reading, bounds):
-    """The phase a reading falls in: `<B0`, `B0–B1`, ..., `≥Bn`."""
-    below = [b for b in bounds if reading < b]
-    if not below:
-        return f"≥{bounds[-1]:g}"
-    top = below[0]
-    lower = [b for b in bounds if b < top]
-    return f"{lower[-1]:g}–{top:g}" if lower else f"<{top:g}"
+    """The phase a reading falls in."""
+    return phase_names(bounds)[bisect.bisect_right(bounds, reading)]
 
 
 def phase(before, after, bounds):
     """The phase of a measurement between two readings, `mixed` if they differ."""
     a, b = bucket(before, bounds), bucket(after, bounds)
     return a if a == b else "mixed"
-
-
-def phase_names(bounds):
-    return [bucket(b - 1e-9, bounds) for b in bounds] + [bucket(bounds[-1], bounds)]
 
 
 def measure(exe, group, threads, seconds, contenders=CONTENDERS):

@@ -3,7 +3,7 @@
 //!
 //! A gauge for the shared VM the benchmarks run on, not a benchmark of `unlocked`: the VM
 //! switches, within seconds, between a phase where a transfer takes about 25–45 ns and one
-//! where it takes about 200 ns (`docs/benchmarks.md`, "The VM's phases"). A lock-free write
+//! where it takes about 200 ns (`docs/benchmarks.md`, "The VM's phases, measured"). A lock-free write
 //! moves more lines between cores than a mutex map's write (the cell, the record read, its
 //! heap buffer, the spare written), so its ratio to the mutex map moves with this figure.
 //! `ci/versus-rounds.py` runs it between measurements and sorts the rounds by phase.
@@ -24,9 +24,7 @@ use std::hint::spin_loop;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Instant;
 
-/// The counter on a line of its own.
-#[repr(align(128))]
-struct Line(AtomicU64);
+use crossbeam::utils::CachePadded;
 
 fn main() {
     let n: u64 = match std::env::args().nth(1).map(|a| a.parse()) {
@@ -37,23 +35,24 @@ fn main() {
             std::process::exit(2);
         }
     };
-    let line = Line(AtomicU64::new(0));
+    // On a line of its own (and away from the adjacent line the prefetcher pairs with it).
+    let line = CachePadded::new(AtomicU64::new(0));
     let elapsed = std::thread::scope(|s| {
         s.spawn(|| {
             // Odd values are ours to answer: each answer is one transfer back.
             for i in 0..n {
                 // Acquire/Release: the hand-off itself is what is measured; nothing else
                 // is read through it.
-                while line.0.load(Ordering::Acquire) != 2 * i + 1 {
+                while line.load(Ordering::Acquire) != 2 * i + 1 {
                     spin_loop();
                 }
-                line.0.store(2 * i + 2, Ordering::Release);
+                line.store(2 * i + 2, Ordering::Release);
             }
         });
         let start = Instant::now();
         for i in 0..n {
-            line.0.store(2 * i + 1, Ordering::Release);
-            while line.0.load(Ordering::Acquire) != 2 * i + 2 {
+            line.store(2 * i + 1, Ordering::Release);
+            while line.load(Ordering::Acquire) != 2 * i + 2 {
                 spin_loop();
             }
         }
